@@ -1,0 +1,32 @@
+"""The backend interface every module in this package implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+class Backend(Protocol):
+    #: the name used in configs (compile=<name>), file names and reports
+    name: str
+    #: artifact file name ending, e.g. ".torchscript.pt"
+    suffix: str
+    #: True when an artifact only accepts the batch size it was compiled for
+    static_batch: bool
+
+    def unavailable_reason(self) -> str | None:
+        """None when this backend can compile here, else one line saying what to install."""
+
+    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
+                path: Path) -> dict[str, Any]:
+        """Compile `model` for inputs shaped like `example`, write the artifact to `path`, and return
+        the options actually used (recorded in the manifest)."""
+
+    def load(self, path: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A callable taking a float (N,C,H,W) tensor and returning (N,classes) logits."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries this backend depends on."""

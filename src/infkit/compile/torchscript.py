@@ -1,0 +1,80 @@
+"""TorchScript (torch.jit.trace): runs on any CPU or GPU; one artifact takes any batch size."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infkit.utils.quiet import torchscript_quiet
+
+log = logging.getLogger(__name__)
+
+
+def _median_latency(fn, example: torch.Tensor, repeats: int = 15) -> float:
+    with torch.inference_mode():
+        for _ in range(3):
+            fn(example)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(example)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+class TorchScriptBackend:
+    name = "torchscript"
+    suffix = ".torchscript.pt"
+    static_batch = False
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
+                path: Path) -> dict[str, Any]:
+        with torchscript_quiet():
+            return self._compile(model.eval(), example, options, path)
+
+    def _compile(self, model, example, options, path) -> dict[str, Any]:
+        with torch.no_grad():
+            module = torch.jit.trace(model, example)
+        freeze = bool(options.get("freeze", True))
+        if freeze:
+            module = torch.jit.freeze(module)
+        ofi = options.get("optimize_for_inference", "auto")
+        used_ofi = False
+        if ofi in (True, "true", "auto") and freeze:
+            with torch.no_grad():
+                optimized = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, example)))
+            if ofi == "auto":
+                # keep the optimisation only where it measurably helps on this machine
+                base, opt = _median_latency(module, example), _median_latency(optimized, example)
+                used_ofi = opt < 0.95 * base
+                log.info("optimize_for_inference: %.2f ms -> %.2f ms per call, %s", base * 1e3, opt * 1e3,
+                         "kept" if used_ofi else "not kept (not 5 % faster)")
+            else:
+                used_ofi = True
+            if used_ofi:
+                module = optimized
+        torch.jit.save(module, str(path))
+        return {"freeze": freeze, "optimize_for_inference": used_ofi}
+
+    def load(self, path: Path, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(int(threads))
+        with torchscript_quiet():
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return module(x)
+
+        return run
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__}

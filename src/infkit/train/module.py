@@ -1,0 +1,71 @@
+"""A timm classifier as a LightningModule; the same model name is used in config, files and reports."""
+
+from __future__ import annotations
+
+import lightning as L
+import timm
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from infkit.errors import InfkitError
+
+
+def create_network(model_name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
+    """timm.create_model with a clear error for an unknown name."""
+    if not timm.is_model(model_name):
+        close = timm.list_models(f"*{model_name.split('_')[0]}*")[:5]
+        hint = f" (close: {', '.join(close)})" if close else ""
+        raise InfkitError(f"unknown timm model {model_name!r}{hint}; see timm.list_models()")
+    return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(
+        self,
+        model_name: str = "resnet18",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        pretrained: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 10,
+        labels: list[str] | None = None,
+        input_size: list[int] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ):
+        super().__init__()
+        # everything needed to rebuild the network and its preprocessing travels in the checkpoint
+        self.save_hyperparameters()
+        self.net = create_network(model_name, num_classes, in_chans, pretrained)
+        self.criterion = nn.CrossEntropyLoss()
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch, metric, stage: str):
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        metric(logits.argmax(dim=1), y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_acc, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, self.test_acc, "test")
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.hparams.max_epochs)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,45 @@
+"""What every Hydra entry script shares: choices checked up front, InfkitError as one line + exit 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from infkit.errors import InfkitError
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+log = logging.getLogger("infkit")
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def check_group_choices(argv: list[str], groups: tuple[str, ...], config_dir: Path = CONFIG_DIR) -> None:
+    """`experiment=nope` or `compile=nope` -> one line naming the options, before Hydra starts."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in groups or value in ("", "null"):
+            continue
+        options = sorted(p.stem for p in (config_dir / key).glob("*.yaml"))
+        if value not in options:
+            fail(f"unknown {key} {value!r}; choose one of: {', '.join(options)} "
+                 f"(or add configs/{key}/{value}.yaml)")
+
+
+def report_errors(task: Callable) -> Callable:
+    """Turn InfkitError raised inside a Hydra task into one line on stderr and exit status 2."""
+
+    @functools.wraps(task)
+    def wrapper(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except InfkitError as exc:
+            fail(str(exc))
+
+    return wrapper

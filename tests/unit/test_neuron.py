@@ -1,0 +1,95 @@
+"""The Neuron backends without the SDK: argument building, the pipeline-core rule, the error path."""
+
+import importlib.util
+
+import pytest
+
+from infkit.compile import neuron
+from infkit.compile.registry import BACKENDS, get_backend, resolve_backend
+from infkit.errors import InfkitError
+
+HAS_NEURON = importlib.util.find_spec("torch_neuron") is not None
+HAS_NEURONX = importlib.util.find_spec("torch_neuronx") is not None
+
+
+@pytest.mark.parametrize("params, cores", [
+    (3_165_826, 0),      # the field notes' simple CNN: no pipelining
+    (9_999_999, 0),      # 0.49...: rounds down
+    (10_000_000, 4),     # 0.5: rounds half up
+    (11_181_642, 4),     # resnet18
+    (25_557_032, 4),     # resnet50 (1.28)
+    (30_000_000, 8),     # 1.5: half up
+    (108_311_810, 20),   # BERT-base (5.4)
+])
+def test_pipeline_core_rule(params, cores):
+    assert neuron.pipeline_cores_for(params) == cores
+
+
+def test_auto_pipeline_cores_in_compiler_args():
+    assert neuron.compiler_args_for({"pipeline_cores": "auto"}, 25_557_032) == ["--neuroncore-pipeline-cores", "4"]
+
+
+def test_pipeline_cores_omitted_when_rule_gives_zero():
+    assert neuron.compiler_args_for({"pipeline_cores": "auto"}, 3_165_826) == []
+
+
+def test_explicit_and_disabled_pipeline_cores():
+    assert neuron.compiler_args_for({"pipeline_cores": 16}, 1) == ["--neuroncore-pipeline-cores", "16"]
+    assert neuron.compiler_args_for({"pipeline_cores": None}, 10**9) == []
+
+
+@pytest.mark.parametrize("bad", ["many", -4, 2.5j])
+def test_bad_pipeline_cores_names_the_value(bad):
+    with pytest.raises(InfkitError, match="pipeline_cores"):
+        neuron.compiler_args_for({"pipeline_cores": bad}, 1)
+
+
+def test_fast_math_and_extra_args_in_order():
+    args = neuron.compiler_args_for(
+        {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout", "compiler_args": ["--verbose", 35]},
+        30_000_000)
+    assert args == ["--neuroncore-pipeline-cores", "8", "--fast-math", "fp32-cast-matmul", "no-fast-relayout",
+                    "--verbose", "35"]
+
+
+def test_trace_kwargs_carry_dynamic_batch_size():
+    kw = neuron.trace_kwargs({"pipeline_cores": None, "dynamic_batch_size": True}, 1)
+    assert kw == {"compiler_args": [], "dynamic_batch_size": True}
+
+
+def test_registry_names_match_config_names():
+    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx"}
+    for name in BACKENDS:
+        backend = get_backend(name)
+        assert backend.name == name
+        assert backend.suffix.endswith((".pt", ".onnx"))
+    assert get_backend("neuron").suffix == ".neuron.traced.pt"
+    assert get_backend("neuron").static_batch and get_backend("neuronx").static_batch
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(InfkitError, match="unknown backend 'tensorrt'.*torchscript"):
+        get_backend("tensorrt")
+
+
+@pytest.mark.skipif(HAS_NEURON, reason="torch-neuron is installed here")
+def test_missing_torch_neuron_is_one_line_with_the_way_out():
+    with pytest.raises(InfkitError) as err:
+        resolve_backend("neuron")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "torch-neuron" in msg and "compile=torchscript" in msg
+
+
+@pytest.mark.skipif(HAS_NEURONX, reason="torch-neuronx is installed here")
+def test_missing_torch_neuronx_is_one_line_with_the_way_out():
+    with pytest.raises(InfkitError) as err:
+        resolve_backend("neuronx")
+    assert "torch-neuronx" in str(err.value) and "compile=torchscript" in str(err.value)
+
+
+@pytest.mark.skipif(HAS_NEURON or HAS_NEURONX, reason="a Neuron SDK is installed here")
+def test_auto_falls_back_to_torchscript_and_says_why(caplog):
+    caplog.set_level("INFO")
+    assert resolve_backend("auto").name == "torchscript"
+    assert "skipped neuron" in caplog.text and "neuronx" in caplog.text
