@@ -32,6 +32,17 @@ def check_group_choices(argv: list[str], groups: tuple[str, ...], config_dir: Pa
                  f"(or add configs/{key}/{value}.yaml)")
 
 
+def user_error(exc: BaseException) -> InfkitError | None:
+    """The InfkitError behind exc, also when a library wrapped it (hydra.utils.instantiate does)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InfkitError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def report_errors(task: Callable) -> Callable:
     """Turn InfkitError raised inside a Hydra task into one line on stderr and exit status 2."""
 
@@ -39,7 +50,10 @@ def report_errors(task: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return task(*args, **kwargs)
-        except InfkitError as exc:
-            fail(str(exc))
+        except Exception as exc:
+            cause = user_error(exc)
+            if cause is None:
+                raise
+            fail(str(cause))
 
     return wrapper

@@ -1,0 +1,80 @@
+"""A real (tiny) training run, then compilation with every backend that can run here."""
+
+import json
+
+import pytest
+import torch
+
+from infkit.compile import manifest as mf
+from infkit.compile import run as compile_stage
+from infkit.compile.registry import BACKENDS, get_backend
+from infkit.errors import InfkitError
+from infkit.train import checkpoint
+from infkit.utils.compose import compose_config
+
+LOCAL_BACKENDS = [name for name in BACKENDS if get_backend(name).unavailable_reason() is None]
+
+
+@pytest.mark.slow
+def test_tiny_training_writes_checkpoint_and_metrics(tiny_trained):
+    assert tiny_trained.best_ckpt.is_file()
+    metrics = json.loads(tiny_trained.metrics_path.read_text())
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert metrics["model_name"] == "resnet18" and metrics["best_ckpt"] == str(tiny_trained.best_ckpt)
+    loaded = checkpoint.load(tiny_trained.best_ckpt)
+    assert loaded.hparams["labels"] == [str(i) for i in range(10)]
+    assert loaded.hparams["input_size"] == [3, 32, 32] and len(loaded.hparams["mean"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_compile_backend_matches_eager(backend, tiny_trained, tmp_path):
+    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", f"compile={backend}",
+                 "compile.batch_sizes=[1,3,8]", "parity.num_images=40"]
+    result = compile_stage.run(compose_config("trace", overrides, tmp_path))
+    m = mf.read(result.manifest_path)
+    assert m["backend"] == backend and m["model_name"] == "resnet18"
+    assert m["input_size"] == [3, 32, 32] and m["labels"] == [str(i) for i in range(10)]
+    assert m["num_params"] == sum(p.numel() for p in checkpoint.load(tiny_trained.best_ckpt).net.parameters())
+    assert torch.__version__.startswith(m["versions"]["torch"])
+    mf.verify_artifacts(tmp_path, m)
+    parity = m["parity"]
+    assert parity["passed"] and parity["top1_agreement"] >= 0.99
+    assert parity["max_abs_logit_diff"] < 1e-3
+    assert set(parity["by_batch_size"]) == {"1", "3", "8"}
+    assert parity["images"] == 40
+
+    # the artifact, loaded on its own, gives the eager logits at any batch size it was checked at
+    net = checkpoint.load(tiny_trained.best_ckpt).net
+    fn = get_backend(backend).load(result.artifacts[0])
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(fn(x), net(x), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_artifact_tampering_is_caught(tiny_trained, tmp_path):
+    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=onnx",
+                 "parity.num_images=8"]
+    result = compile_stage.run(compose_config("trace", overrides, tmp_path))
+    with open(result.artifacts[0], "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(InfkitError, match="sha256"):
+        mf.verify_artifacts(tmp_path, mf.read(tmp_path))
+
+
+@pytest.mark.slow
+def test_parity_threshold_fails_compilation_clearly(tiny_trained, tmp_path):
+    # agreement can never exceed 100 %: a threshold above it must stop compilation with the numbers
+    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript",
+                 "parity.num_images=8", "parity.min_top1_agreement=1.01"]
+    with pytest.raises(InfkitError, match=r"agrees with the eager model on only 100\.0 %"):
+        compile_stage.run(compose_config("trace", overrides, tmp_path))
+    assert json.loads((tmp_path / "manifest.json").read_text())["parity"]["passed"] is False
+
+
+@pytest.mark.slow
+def test_digits_example_reaches_the_accuracy_bar(digits_trained):
+    """The issue's bar: digits_example reaches >= 95 % test accuracy (time is reported, not asserted)."""
+    assert digits_trained.metrics["test/acc"] >= 0.95
+    assert digits_trained.best_ckpt.is_file() and digits_trained.metrics_path.is_file()
