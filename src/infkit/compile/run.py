@@ -79,6 +79,11 @@ def run(cfg: DictConfig) -> CompileResult:
         for size in ([bs] if bs else batch_sizes):
             compiled[size] = fn
 
+    # eager weights travel too: explanations (Captum) need a model that can back-propagate
+    eager_path = out_dir / f"{name}.eager.pt"
+    torch.save({"model_name": hp["model_name"], "num_classes": int(hp["num_classes"]),
+                "in_chans": int(hp.get("in_chans", 3)), "state_dict": net.state_dict()}, eager_path)
+
     report = parity.check(net, compiled, images, labels, static_batch=buckets != [None])
     threshold = float(cfg.parity.min_top1_agreement)
     report.update(min_top1_agreement=threshold, passed=report["top1_agreement"] >= threshold)
@@ -100,6 +105,7 @@ def run(cfg: DictConfig) -> CompileResult:
         "num_classes": int(hp["num_classes"]),
         "parity": report,
         "backend_options": used,
+        "eager_weights": {k: v for k, v in mf.artifact_entry(eager_path, None).items() if k != "batch_size"},
         "checkpoint": {"file": loaded.path.name, "sha256": mf.sha256(loaded.path)},
         "versions": mf.library_versions(backend.versions()),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
