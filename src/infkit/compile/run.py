@@ -111,6 +111,8 @@ def run(cfg: DictConfig) -> CompileResult:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     manifest_path = mf.write(out_dir, manifest)
+    # TorchServe's conventional label file, for a hand-made `torch-model-archiver --extra-files`
+    mf.write_index_to_name(out_dir, manifest["labels"])
     if not report["passed"]:
         raise InfkitError(
             f"{backend.name} artifact agrees with the eager model on only {100 * report['top1_agreement']:.1f} % of "

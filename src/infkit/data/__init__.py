@@ -1,0 +1,1 @@
+"""Lightning data modules: digits (embedded default), CIFAR-10 and image folders."""
