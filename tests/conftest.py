@@ -50,3 +50,19 @@ def digits_trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_train")
     overrides = ["experiment=digits_example", "+trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar"]
     return train_stage.run(compose_config("train", overrides, out))
+
+
+# -- live-server options (tests/test_serve) ------------------------------------------------------
+def pytest_addoption(parser):
+    group = parser.getgroup("infkit live server", "tests/test_serve against a running TorchServe")
+    group.addoption("--public_ip", default=None, help="address of a running TorchServe; without it the live tests skip")
+    group.addoption("--model", default=None, help="model name on that server, e.g. digits_resnet18_onnx")
+    group.addoption("--dataset", default=None,
+                    help="folder under tests/resources with <idx>_<label>.png images (default: the model name's "
+                         "first word, e.g. digits)")
+    group.addoption("--http_port", type=int, default=8080, help="inference API port")
+    group.addoption("--grpc_port", type=int, default=7070, help="gRPC inference port")
+    group.addoption("--metrics_port", type=int, default=8082, help="metrics API port")
+    group.addoption("--key_file", default="logs/serve/key_file.json",
+                    help="TorchServe's key_file.json (token authorization); --token overrides it")
+    group.addoption("--token", default=None, help="inference token (default: read from --key_file)")

@@ -1,16 +1,25 @@
-"""`make demo`: the pipeline end to end on the embedded digits data, with a summary table."""
+"""`make demo`: the pipeline end to end on the embedded digits data.
+
+train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback -> live tests -> stop.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from infkit.compile import run as compile_stage
 from infkit.compile.registry import get_backend
+from infkit.package import run as package_stage
+from infkit.serve import server
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
 from infkit.utils.timing import latencies
@@ -18,6 +27,8 @@ from infkit.utils.timing import latencies
 log = logging.getLogger("infkit.demo")
 
 BACKENDS = ("torchscript", "onnx")
+REPO = Path(__file__).resolve().parents[2]
+PORT_KEYS = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -32,30 +43,88 @@ def single_image_latency_ms(backend_name: str, artifact: Path, example: torch.Te
     return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 90) * 1e3)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(srv: dict) -> dict:
+    """The configured ports where free; where any is taken, free ones picked by the OS (said aloud)."""
+    if all(_port_free(int(srv[k])) for k in PORT_KEYS):
+        return srv
+    socks = [socket.socket() for _ in PORT_KEYS]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    picked = {k: s.getsockname()[1] for k, s in zip(PORT_KEYS, socks)}
+    for s in socks:
+        s.close()
+    print(f"      configured ports are busy; using {picked}")
+    return {**srv, **picked}
+
+
 def run(root: Path = Path("logs/demo")) -> dict:
     out = root / time.strftime("%Y-%m-%d_%H-%M-%S")
     experiment = "experiment=digits_example"
-    print(f"[1/2] training resnet18 on digits (python src/train.py {experiment}) ...", flush=True)
+    steps = 5
+    print(f"[1/{steps}] training resnet18 on digits: python src/train.py {experiment}", flush=True)
     trained = train_stage.run(compose_config("train", [experiment], out / "train"))
     print(f"      test/acc {trained.metrics.get('test/acc', float('nan')):.4f}; best checkpoint {trained.best_ckpt}")
 
-    rows, results = [], {}
-    for i, backend in enumerate(BACKENDS, 1):
-        print(f"[2/2] compiling with {backend} ({i}/{len(BACKENDS)}): python src/trace_inferentia.py {experiment} "
+    rows, compiled, packaged = [], {}, {}
+    store = out / "model_store"
+    for backend in BACKENDS:
+        print(f"[2/{steps}] compiling with {backend}: python src/trace_inferentia.py {experiment} "
               f"ckpt_path={trained.best_ckpt} compile={backend}", flush=True)
-        cfg = compose_config("trace", [experiment, f"ckpt_path={trained.best_ckpt}", f"compile={backend}"],
-                             out / f"compile-{backend}")
-        result = compile_stage.run(cfg)
-        results[backend] = result
+        cdir = out / f"compile-{backend}"
+        result = compile_stage.run(compose_config(
+            "trace", [experiment, f"ckpt_path={trained.best_ckpt}", f"compile={backend}"], cdir))
+        compiled[backend] = result
         c, h, w = result.manifest["input_size"]
         p50, p90 = single_image_latency_ms(backend, result.artifacts[0], torch.randn(1, c, h, w))
         par = result.manifest["parity"]
         rows.append([backend, str(result.artifacts[0]), f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
                      f"{100 * par['top1_agreement']:.1f} % top-1, max|Δ| {par['max_abs_logit_diff']:.1e}",
                      f"{p50:.2f} / {p90:.2f}"])
+        print(f"[3/{steps}] packaging: python src/package.py artifact_dir={cdir} model_store={store}", flush=True)
+        packaged[backend] = package_stage.run(compose_config(
+            "package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package"))
+
+    cfg = compose_config("serve", [f"model_store={store}", f"state_dir={out / 'serve'}"], out)
+    srv = _free_ports(OmegaConf.to_container(cfg.serve.server, resolve=True))
+    print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
+    state = server.start(srv, store, out / "serve", min_workers=int(cfg.serve.model.minWorkers))
+    live_results = {}
+    try:
+        for backend, pkg in packaged.items():
+            print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
+                  flush=True)
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
+                   "--public_ip", "127.0.0.1", "--model", pkg.model_name, "--dataset", "digits",
+                   "--http_port", str(srv["inference_port"]), "--grpc_port", str(srv["grpc_inference_port"]),
+                   "--metrics_port", str(srv["metrics_port"]), "--key_file", state["key_file"]]
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+            live_results[pkg.model_name] = (proc.returncode, summary)
+            print(f"      {summary}")
+            if proc.returncode != 0:
+                print(proc.stdout[-4000:])
+    finally:
+        server.stop(out / "serve")
+        print("      TorchServe stopped")
+
     print()
     print(_table(rows, ["backend", "artifact", "size", "parity vs eager", "1-image latency p50/p90 ms"]))
-    print(f"\ntest metrics: {trained.metrics_path}")
-    for backend, result in results.items():
-        print(f"{backend} manifest: {result.manifest_path}")
-    return {"train": trained, "compile": results, "out": out}
+    print()
+    print(_table([[name, str(packaged[b].mar), "passed" if live_results[name][0] == 0 else "FAILED",
+                   live_results[name][1]] for b, name in ((b, packaged[b].model_name) for b in packaged)],
+                 ["model", "archive", "live tests", "pytest summary"]))
+    print(f"\ntest metrics:  {trained.metrics_path}")
+    for backend, result in compiled.items():
+        print(f"{backend + ' manifest:':<25}{result.manifest_path}")
+    print(f"server state and logs:   {out / 'serve'}")
+    failed = [n for n, (code, _) in live_results.items() if code != 0]
+    return {"train": trained, "compile": compiled, "package": packaged, "out": out, "failed": failed}

@@ -1,0 +1,33 @@
+"""TorchServe handler for infkit models: adapts TorchServe's (data, context) to infkit.serve.Service.
+
+Package it with src/package.py, or by hand (see README):
+    torch-model-archiver --model-name digits_torchscript --version 1.0 --handler handlers/infkit_handler.py \
+        --serialized-file <compile dir>/digits_resnet18.torchscript.pt \
+        --extra-files <compile dir>/manifest.json,<compile dir>/digits_resnet18.eager.pt,index_to_name.json \
+        --config-file model-config.yaml --export-path model_store
+The server's Python must have infkit installed (pip install -e <repo>).
+"""
+
+from infkit.serve.runtime import threads_per_worker
+from infkit.serve.service import Service
+
+
+class InfkitHandler:
+    def __init__(self):
+        self.service = None
+        self.initialized = False
+
+    def initialize(self, context):
+        model_dir = context.system_properties["model_dir"]
+        yaml_config = getattr(context, "model_yaml_config", None) or {}
+        options = yaml_config.get("handler") or {}
+        workers = int(yaml_config.get("minWorkers") or 1)
+        threads = int(options.get("threads") or threads_per_worker(workers))
+        self.service = Service(model_dir, threads=threads, topk=int(options.get("topk", 5)),
+                               max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
+                               explain_steps=int(options.get("explain_steps", 32)))
+        self.initialized = True
+
+    def handle(self, data, context):
+        explain = [context.get_request_header(i, "explain") == "True" for i in range(len(data))]
+        return self.service.handle(data, explain, context.set_response_status)

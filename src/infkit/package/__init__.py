@@ -1,0 +1,1 @@
+"""Packaging stage: a compiled artifact + manifest + handler -> model_store/<name>.mar."""

@@ -1,0 +1,77 @@
+"""The packaging stage as a plain function: run(cfg) -> PackageResult (torch-model-archiver does the work)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from infkit.compile import manifest as mf
+from infkit.errors import InfkitError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[3]
+HANDLER = REPO / "handlers" / "infkit_handler.py"
+
+
+@dataclass
+class PackageResult:
+    mar: Path
+    model_name: str
+    command: list[str]
+
+
+def default_model_name(manifest: dict) -> str:
+    return f"{manifest['name']}_{manifest['backend']}"
+
+
+def archiver_command(model_name: str, version: str, artifact_dir: Path, manifest: dict, config_file: Path,
+                     export_path: Path, handler: Path = HANDLER) -> list[str]:
+    """The torch-model-archiver call: first artifact as serialized file, the rest as extra files."""
+    files = [artifact_dir / e["file"] for e in manifest["artifacts"]]
+    extra = [*files[1:], artifact_dir / mf.MANIFEST, artifact_dir / mf.INDEX_TO_NAME]
+    if manifest.get("eager_weights"):
+        extra.append(artifact_dir / manifest["eager_weights"]["file"])
+    archiver = Path(sys.executable).with_name("torch-model-archiver")
+    return [str(archiver if archiver.exists() else "torch-model-archiver"),
+            "--model-name", model_name, "--version", str(version),
+            "--serialized-file", str(files[0]), "--handler", str(handler),
+            "--extra-files", ",".join(str(p) for p in extra),
+            "--config-file", str(config_file), "--export-path", str(export_path), "--force"]
+
+
+def run(cfg: DictConfig) -> PackageResult:
+    if not cfg.get("artifact_dir"):
+        raise InfkitError("artifact_dir is not set; pass artifact_dir=<the folder src/trace_inferentia.py printed>")
+    artifact_dir = Path(str(cfg.artifact_dir)).expanduser()
+    if not artifact_dir.is_dir():
+        raise InfkitError(f"artifact_dir {str(artifact_dir)!r} is not a directory; pass the compile run folder")
+    manifest = mf.read(artifact_dir)
+    mf.verify_artifacts(artifact_dir, manifest)
+    if not (artifact_dir / mf.INDEX_TO_NAME).is_file():
+        mf.write_index_to_name(artifact_dir, manifest["labels"])
+    name = str(cfg.get("model_name") or default_model_name(manifest))
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise InfkitError(f"model_name {name!r} may hold only letters, digits, '_' and '-'")
+    store = Path(str(cfg.model_store))
+    store.mkdir(parents=True, exist_ok=True)
+    model_config = OmegaConf.to_container(cfg.serve.model, resolve=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "model-config.yaml"
+        config_file.write_text(yaml.safe_dump(model_config, sort_keys=False))
+        cmd = archiver_command(name, cfg.version, artifact_dir, manifest, config_file, store)
+        log.info("packaging %s (%s) ...", name, manifest["backend"])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InfkitError(f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}")
+    mar = store / f"{name}.mar"
+    if not mar.is_file():
+        raise InfkitError(f"torch-model-archiver reported success but {mar} is missing")
+    return PackageResult(mar=mar, model_name=name, command=cmd)

@@ -1,0 +1,40 @@
+"""Captum Integrated Gradients on the eager weights shipped beside the compiled artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from infkit.compile import manifest as mf
+from infkit.errors import InfkitError
+from infkit.train.module import create_network
+
+
+class Explainer:
+    def __init__(self, directory: str | Path, manifest: dict, n_steps: int = 32):
+        from captum.attr import IntegratedGradients
+
+        entry = manifest.get("eager_weights")
+        if not entry:
+            raise InfkitError("this model was packaged without eager weights; compile and package it again")
+        path = Path(directory) / entry["file"]
+        if mf.sha256(path) != entry["sha256"]:
+            raise InfkitError(f"eager weights {entry['file']!r} do not match the manifest's sha256")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        self.net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
+        self.net.load_state_dict(saved["state_dict"])
+        self.net.eval()
+        self.n_steps = int(n_steps)
+        self.ig = IntegratedGradients(self.net)
+
+    def explain(self, x: torch.Tensor, targets: list[int | None]) -> list[dict]:
+        """Attributions (H,W: summed over channels) for each image's target, or its predicted class."""
+        with torch.no_grad():
+            predicted = self.net(x).argmax(dim=1).tolist()
+        chosen = [p if t is None else t for t, p in zip(targets, predicted)]
+        attributions, delta = self.ig.attribute(x, baselines=torch.zeros_like(x), target=chosen,
+                                                n_steps=self.n_steps, return_convergence_delta=True)
+        return [{"target": int(t), "predicted": int(p), "convergence_delta": float(d),
+                 "attributions": a.sum(dim=0).tolist()}
+                for t, p, d, a in zip(chosen, predicted, delta.tolist(), attributions.detach())]

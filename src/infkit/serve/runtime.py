@@ -1,0 +1,87 @@
+"""The packaged model at serving time: manifest-driven loading, batching with padding, top-k."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from infkit.compile import manifest as mf
+from infkit.compile.registry import get_backend
+from infkit.data.transforms import eval_transform
+from infkit.errors import InfkitError
+
+log = logging.getLogger(__name__)
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Intra-op threads for one worker so that workers x threads does not exceed the cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, int(workers)))
+
+
+def bucket_for(n: int, sizes: Sequence[int]) -> int:
+    """The smallest compiled batch size that holds n items (the largest, when none does)."""
+    fitting = [s for s in sizes if s >= n]
+    return min(fitting) if fitting else max(sizes)
+
+
+@dataclass
+class ServedModel:
+    manifest: dict
+    directory: Path
+    #: batch size -> callable; the key None means one callable for any batch size
+    runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
+
+    @classmethod
+    def load(cls, directory: str | Path, threads: int | None = None) -> ServedModel:
+        directory = Path(directory)
+        manifest = mf.read(directory)
+        mf.verify_artifacts(directory, manifest)
+        backend = get_backend(manifest["backend"])
+        reason = backend.unavailable_reason()
+        if reason:
+            raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
+        runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads)
+                   for e in manifest["artifacts"]}
+        if threads:
+            torch.set_num_threads(threads)
+        log.info("loaded %s (%s) with %s threads, batch sizes %s", manifest["name"], manifest["backend"],
+                 threads, sorted(k for k in runners if k is not None) or "any")
+        return cls(manifest=manifest, directory=directory, runners=runners)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    def transform(self):
+        return eval_transform(self.manifest["input_size"], self.manifest["mean"], self.manifest["std"])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a (N,C,H,W) batch: one call for dynamic artifacts; static ones padded up to the
+        nearest compiled batch size (chunks of the largest when N exceeds it), padding dropped."""
+        if None in self.runners:
+            return self.runners[None](x).float()
+        sizes = sorted(self.runners)
+        outs, start = [], 0
+        while start < len(x):
+            size = bucket_for(len(x) - start, sizes)
+            chunk = x[start:start + size]
+            n = len(chunk)
+            if n < size:
+                chunk = torch.cat([chunk, chunk[-1:].expand(size - n, *chunk.shape[1:])])
+            outs.append(self.runners[size](chunk)[:n].float())
+            start += n
+        return torch.cat(outs)
+
+    def top_k(self, x: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
+        """[{label: probability}] in descending order, one dict per input."""
+        probs = torch.softmax(self.logits(x), dim=1)
+        k = max(1, min(int(k), probs.shape[1]))
+        values, indices = probs.topk(k, dim=1)
+        labels = self.labels
+        return [{labels[i]: float(v) for v, i in zip(vs.tolist(), ix.tolist())} for vs, ix in zip(values, indices)]

@@ -1,0 +1,132 @@
+"""The handler and its service on a real compiled model, without the Java server: batching, padding,
+per-item errors, explanations. The context object plays TorchServe's part (as TorchServe's own
+mock_context does in its handler tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from infkit.compile import run as compile_stage
+from infkit.serve.runtime import ServedModel
+from infkit.serve.service import Service
+from infkit.utils.compose import compose_config
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOURCES = sorted((ROOT / "tests/resources/digits").glob("*.png"))
+pytestmark = pytest.mark.slow
+
+
+class Context:
+    def __init__(self, model_dir, explain=()):
+        self.system_properties = {"model_dir": str(model_dir)}
+        self.model_yaml_config = {"minWorkers": 1, "handler": {"topk": 3}}
+        self.explain = set(explain)
+        self.statuses = {}
+
+    def get_request_header(self, idx, key):
+        return "True" if key == "explain" and idx in self.explain else None
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_trained, tmp_path_factory):
+    dirs = {}
+    for backend, sizes in (("onnx", "[1,8]"), ("torchscript", "[1,8]")):
+        out = tmp_path_factory.mktemp(f"handler-{backend}")
+        compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}",
+                                                   f"compile={backend}", f"compile.batch_sizes={sizes}",
+                                                   "parity.num_images=16"], out))
+        dirs[backend] = out
+    return dirs
+
+
+def load_handler():
+    spec = importlib.util.spec_from_file_location("infkit_handler", ROOT / "handlers/infkit_handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.InfkitHandler()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_batch_with_one_corrupt_item(compiled, backend):
+    handler = load_handler()
+    ctx = Context(compiled[backend])
+    handler.initialize(ctx)
+    items = [{"body": p.read_bytes()} for p in RESOURCES[:7]]
+    items.insert(2, {"body": b"\x89PNG\r\n\x1a\nbroken"})
+    out = handler.handle(items, ctx)
+    assert len(out) == 8
+    assert ctx.statuses == {2: (400, "Bad Request")}
+    assert out[2]["code"] == 400
+    for i, response in enumerate(out):
+        if i != 2:
+            assert len(response) == 3 and list(response.values()) == sorted(response.values(), reverse=True)
+            assert abs(sum(response.values())) <= 1.0 + 1e-6
+
+
+def test_batched_results_equal_single_requests(compiled):
+    service = Service(compiled["onnx"], threads=1)
+    items = [p.read_bytes() for p in RESOURCES]
+    batched = service.handle(items, [False] * len(items), lambda *a: None)
+    singles = [service.handle([it], [False], lambda *a: None)[0] for it in items]
+    for b, s in zip(batched, singles):
+        assert list(b) == list(s)
+        assert np.allclose(list(b.values()), list(s.values()), atol=1e-5)
+
+
+def test_static_buckets_pad_and_drop(compiled):
+    model = ServedModel.load(compiled["torchscript"])
+    calls = []
+    real = dict(model.runners)
+    model.runners = {bs: (lambda x, bs=bs: calls.append(len(x)) or real[None](x)) for bs in (1, 4)}
+    x = torch.randn(6, 3, 32, 32)
+    out = model.logits(x)
+    assert out.shape == (6, 10) and calls == [4, 4]
+    assert torch.allclose(out, real[None](x), atol=1e-4)
+
+
+def test_explanations_mixed_with_predictions(compiled):
+    handler = load_handler()
+    ctx = Context(compiled["onnx"], explain={1})
+    handler.initialize(ctx)
+    image = RESOURCES[0].read_bytes()
+    out = handler.handle([{"body": image}, {"data": image, "target": b"4"}], ctx)
+    assert len(out[0]) == 3
+    assert out[1]["target"] == 4 and out[1]["label"] == "4"
+    grid = np.asarray(out[1]["attributions"])
+    assert grid.shape == (32, 32) and np.isfinite(grid).all() and np.abs(grid).sum() > 0
+
+
+def test_sha_mismatch_refuses_to_load(compiled, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(compiled["onnx"], copy)
+    artifact = next(copy.glob("*.onnx"))
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    from infkit.errors import InfkitError
+
+    with pytest.raises(InfkitError, match="sha256"):
+        Service(copy)
+
+
+def test_rgba_and_16bit_inputs_are_served(compiled):
+    service = Service(compiled["onnx"], threads=1)
+    image = Image.open(RESOURCES[0])
+    items = []
+    for mode in ("RGBA", "P", "I;16"):
+        buf = io.BytesIO()
+        (image.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+         ).save(buf, format="PNG")
+        items.append(buf.getvalue())
+    out = service.handle(items, [False] * 3, lambda *a: pytest.fail(f"unexpected error status {a}"))
+    assert all(len(r) == 5 for r in out)

@@ -1,0 +1,89 @@
+"""Request decoding: every accepted format, and a clear 4xx for everything else."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infkit.serve.decode import ItemError, decode_request, open_image, parse_target
+from infkit.serve.runtime import bucket_for, threads_per_worker
+
+LABELS = [str(i) for i in range(10)]
+
+
+def encoded(fmt: str, mode: str = "RGB", size=(12, 9)) -> bytes:
+    image = Image.new("RGB", size, (30, 160, 90)).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("PNG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"),
+                                       ("JPEG", "RGB"), ("JPEG", "L"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB")])
+def test_formats_and_modes(fmt, mode):
+    image = decode_request(encoded(fmt, mode), 10, LABELS).image
+    assert image.size == (12, 9)
+
+
+def test_raw_multipart_and_json_forms():
+    png = encoded("PNG")
+    b64 = base64.b64encode(png).decode()
+    for item in (png, bytearray(png), {"body": png}, {"data": png}, {"data": png, "target": b"3"},
+                 {"body": {"data": b64}}, {"body": json.dumps({"image": b64}).encode()},
+                 {"body": {"instances": [{"b64": b64}]}}, {"body": {"data": f"data:image/png;base64,{b64}"}}):
+        assert decode_request(item, 10, LABELS).image.size == (12, 9)
+    assert decode_request({"data": png, "target": b"3"}, 10, LABELS).target == 3
+    assert decode_request({"body": {"data": b64, "target": 7}}, 10, LABELS).target == 7
+
+
+@pytest.mark.parametrize("item, status, words", [
+    (b"", 400, "empty"),
+    ({"body": b""}, 400, "empty"),
+    (b"not an image at all", 415, "not a decodable image"),
+    (encoded("PNG")[:40], 400, "corrupt or truncated"),
+    ({"body": {"data": "%%%not base64"}}, 400, "base64"),
+    ({"body": {"nothing": "here"}}, 400, "no image"),
+    ({"something": b"x"}, 400, "no image"),
+    ({"data": encoded("PNG"), "target": b"12"}, 400, "out of range"),
+    ({"data": encoded("PNG"), "target": b"cat"}, 400, "neither a class index nor a label"),
+])
+def test_bad_items_get_their_own_status(item, status, words):
+    with pytest.raises(ItemError) as err:
+        decode_request(item, 10, LABELS)
+    assert err.value.status == status and words in err.value.message
+    assert err.value.body()["code"] == status
+
+
+def test_size_limit_is_413():
+    with pytest.raises(ItemError) as err:
+        open_image(encoded("PNG"), max_bytes=10)
+    assert err.value.status == 413
+
+
+def test_decompression_bomb_guard_is_kept():
+    # 1x1 pixel data claiming a huge size would be caught; build a real large-but-cheap image instead
+    big = Image.new("L", (Image.MAX_IMAGE_PIXELS // 10_000 + 1, 10_001))
+    buf = io.BytesIO()
+    big.save(buf, format="PNG", optimize=False)
+    with pytest.raises(ItemError) as err:
+        open_image(buf.getvalue(), max_bytes=1 << 30)
+    assert err.value.status == 413 and "too large" in err.value.message
+    assert Image.MAX_IMAGE_PIXELS is not None
+
+
+def test_target_by_label():
+    assert parse_target("b", 3, ["a", "b", "c"]) == 1
+    assert parse_target(None, 3, ["a", "b", "c"]) is None
+
+
+def test_buckets_and_threads():
+    assert bucket_for(1, [1, 4, 8]) == 1
+    assert bucket_for(3, [1, 4, 8]) == 4
+    assert bucket_for(20, [1, 4, 8]) == 8
+    assert threads_per_worker(1, cores=2) == 2
+    assert threads_per_worker(2, cores=2) == 1
+    assert threads_per_worker(4, cores=2) == 1
+    assert np.prod([threads_per_worker(w, 16) for w in [3]]) * 3 <= 16
