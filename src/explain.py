@@ -30,7 +30,9 @@ def main(argv=None) -> int:
     key_file = Path(args.key_file)
     headers = {}
     if key_file.is_file():
-        headers["Authorization"] = f"Bearer {json.loads(key_file.read_text())['inference']['key']}"
+        key = json.loads(key_file.read_text()).get("inference", {}).get("key")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
     files = {"data": args.image.read_bytes()}
     if args.target is not None:
         files["target"] = (None, str(args.target))

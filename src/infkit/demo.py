@@ -89,6 +89,8 @@ def run(root: Path = Path("logs/demo")) -> dict:
         rows.append([backend, str(result.artifacts[0]), f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
                      f"{100 * par['top1_agreement']:.1f} % top-1, max|Δ| {par['max_abs_logit_diff']:.1e}",
                      f"{p50:.2f} / {p90:.2f}"])
+    for backend, result in compiled.items():
+        cdir = result.manifest_path.parent
         print(f"[3/{steps}] packaging: python src/package.py artifact_dir={cdir} model_store={store}", flush=True)
         packaged[backend] = package_stage.run(compose_config(
             "package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package"))

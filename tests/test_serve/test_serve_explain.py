@@ -38,3 +38,25 @@ def test_metrics_endpoint_counts_this_model(live):
     counters = [line for line in text.splitlines()
                 if line.startswith("ts_inference_requests_total") and f'model_name="{live.model}"' in line]
     assert counters and float(counters[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_explain_command_writes_side_by_side_png(live, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("explain_cli", Path(__file__).resolve().parents[2] / "src/explain.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    key_file = tmp_path / "key_file.json"
+    key_file.write_text(json.dumps({"inference": {"key": live.token}} if live.token else {}))
+    out = tmp_path / "overlay.png"
+    code = cli.main(["--url", live.inference, "--model", live.model, "--image", str(live.images[0]),
+                     "--key_file", str(key_file), "--out", str(out)])
+    assert code == 0 and out.is_file()
+    width, height = Image.open(out).size
+    assert width > height > 200  # two panels side by side
+    assert cli.main(["--url", live.inference, "--model", live.model, "--image", str(tmp_path / "missing.png"),
+                     "--key_file", str(key_file)]) == 2

@@ -26,6 +26,10 @@ class Explainer:
         self.net.load_state_dict(saved["state_dict"])
         self.net.eval()
         self.n_steps = int(n_steps)
+        # baseline: a black image, in the model's normalised input space
+        mean = torch.tensor(manifest["mean"][: saved["in_chans"]]).view(-1, 1, 1)
+        std = torch.tensor(manifest["std"][: saved["in_chans"]]).view(-1, 1, 1)
+        self.black = -mean / std
         self.ig = IntegratedGradients(self.net)
 
     def explain(self, x: torch.Tensor, targets: list[int | None]) -> list[dict]:
@@ -33,7 +37,7 @@ class Explainer:
         with torch.no_grad():
             predicted = self.net(x).argmax(dim=1).tolist()
         chosen = [p if t is None else t for t, p in zip(targets, predicted)]
-        attributions, delta = self.ig.attribute(x, baselines=torch.zeros_like(x), target=chosen,
+        attributions, delta = self.ig.attribute(x, baselines=self.black.expand_as(x).contiguous(), target=chosen,
                                                 n_steps=self.n_steps, return_convergence_delta=True)
         return [{"target": int(t), "predicted": int(p), "convergence_delta": float(d),
                  "attributions": a.sum(dim=0).tolist()}
