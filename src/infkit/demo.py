@@ -6,7 +6,6 @@ train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,6 @@ log = logging.getLogger("infkit.demo")
 
 BACKENDS = ("torchscript", "onnx")
 REPO = Path(__file__).resolve().parents[2]
-PORT_KEYS = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -43,25 +41,11 @@ def single_image_latency_ms(backend_name: str, artifact: Path, example: torch.Te
     return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 90) * 1e3)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_ports(srv: dict) -> dict:
-    """The configured ports where free; where any is taken, free ones picked by the OS (said aloud)."""
-    if all(_port_free(int(srv[k])) for k in PORT_KEYS):
+def _ports(srv: dict) -> dict:
+    """The configured ports where all are free; else free ones picked by the OS (said aloud)."""
+    if all(server.port_free(srv["address"], int(srv[k])) for k in server.PORT_KEYS):
         return srv
-    socks = [socket.socket() for _ in PORT_KEYS]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    picked = {k: s.getsockname()[1] for k, s in zip(PORT_KEYS, socks)}
-    for s in socks:
-        s.close()
+    picked = server.free_ports(srv["address"])
     print(f"      configured ports are busy; using {picked}")
     return {**srv, **picked}
 
@@ -96,7 +80,7 @@ def run(root: Path = Path("logs/demo")) -> dict:
             "package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package"))
 
     cfg = compose_config("serve", [f"model_store={store}", f"state_dir={out / 'serve'}"], out)
-    srv = _free_ports(OmegaConf.to_container(cfg.serve.server, resolve=True))
+    srv = _ports(OmegaConf.to_container(cfg.serve.server, resolve=True))
     print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
     state = server.start(srv, store, out / "serve", min_workers=int(cfg.serve.model.minWorkers))
     live_results = {}

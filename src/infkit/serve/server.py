@@ -95,7 +95,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _port_free(host: str, port: int) -> bool:
+PORT_KEYS = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
+
+
+def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -103,6 +106,18 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_ports(host: str = "127.0.0.1") -> dict[str, int]:
+    """One free port for each of PORT_KEYS, picked by the OS."""
+    socks = [socket.socket() for _ in PORT_KEYS]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return {k: s.getsockname()[1] for k, s in zip(PORT_KEYS, socks)}
+    finally:
+        for s in socks:
+            s.close()
 
 
 def worker_errors(state_dir: Path, max_lines: int = 12) -> str:
@@ -155,8 +170,8 @@ def start(server: Mapping[str, Any], model_store: Path, state_dir: Path, models:
                           "stop it first: python src/serve.py stop")
     names = _models_to_load(model_store, list(models or []))
     host = server["address"]
-    for key in ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port"):
-        if not _port_free(host, server[key]):
+    for key in PORT_KEYS:
+        if not port_free(host, server[key]):
             raise InfkitError(f"port {server[key]} ({key}) on {host} is in use; pick another with "
                               f"serve.server.{key}=<port>")
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)

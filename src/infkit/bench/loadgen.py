@@ -1,0 +1,136 @@
+"""Threaded load against an HTTP endpoint: closed loop (N clients) or open loop (a rate).
+
+Each worker thread keeps its own keep-alive session. Every request becomes a Record; nothing is
+dropped, whatever the status. Stopping (deadline, Ctrl-C) is cooperative through one Event."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import requests
+
+from infkit.bench.stats import Record
+
+
+@dataclass
+class Target:
+    url: str
+    bodies: Sequence[bytes]
+    token: str | None = None
+    timeout: float = 60.0
+
+    def session(self) -> requests.Session:
+        s = requests.Session()
+        s.headers["Content-Type"] = "application/octet-stream"
+        if self.token:
+            s.headers["Authorization"] = f"Bearer {self.token}"
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        return s
+
+    def send(self, session: requests.Session, i: int) -> int:
+        try:
+            r = session.post(self.url, data=self.bodies[i % len(self.bodies)], timeout=self.timeout)
+            r.content  # read the whole answer: latency includes the transfer
+            return r.status_code
+        except requests.RequestException:
+            return 0
+
+
+@dataclass
+class Run:
+    """Shared state of one load run: the records and the stop signal."""
+
+    warmup_until: float
+    deadline: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    records: list[Record] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, intended: float, start: float, end: float, status: int) -> None:
+        rec = Record(intended, start, end, status, warmup=intended < self.warmup_until)
+        with self.lock:
+            self.records.append(rec)
+
+    def snapshot(self) -> list[Record]:
+        with self.lock:
+            return list(self.records)
+
+    def over(self) -> bool:
+        return self.stop.is_set() or time.perf_counter() >= self.deadline
+
+
+def closed_loop(target: Target, threads: int, run: Run) -> list[threading.Thread]:
+    """N clients, each sending its next request as soon as the previous answer arrived."""
+    counter = itertools.count()
+
+    def client():
+        session = target.session()
+        while not run.over():
+            i = next(counter)
+            t0 = time.perf_counter()
+            status = target.send(session, i)
+            run.add(t0, t0, time.perf_counter(), status)
+        session.close()
+
+    return _start(client, threads)
+
+
+def schedule(rate: float, arrivals: str, seed: int = 0) -> Callable[[int], float]:
+    """Offset in seconds of the i-th intended send: i/rate, or a Poisson process of that rate."""
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    if arrivals == "constant":
+        return lambda i: i / rate
+    if arrivals != "poisson":
+        raise ValueError(f"arrivals must be constant or poisson, got {arrivals!r}")
+    rng = random.Random(seed)
+    offsets = [0.0]
+    lock = threading.Lock()
+
+    def at(i: int) -> float:
+        with lock:
+            while len(offsets) <= i:
+                offsets.append(offsets[-1] + rng.expovariate(rate))
+            return offsets[i]
+
+    return at
+
+
+def open_loop(target: Target, rate: float, arrivals: str, workers: int, run: Run, t0: float,
+              seed: int = 0) -> list[threading.Thread]:
+    """Requests sent on a schedule, whatever the server does. Latency counts from the intended
+    send time, so a stalled server cannot hide behind waiting clients (coordinated omission); when
+    every worker is busy, requests start late and the lag is recorded against the client."""
+    at = schedule(rate, arrivals, seed)
+    counter = itertools.count()
+
+    def worker():
+        session = target.session()
+        while not run.stop.is_set():
+            i = next(counter)
+            intended = t0 + at(i)
+            if intended >= run.deadline:
+                break
+            delay = intended - time.perf_counter()
+            if delay > 0 and run.stop.wait(delay):
+                break
+            start = time.perf_counter()
+            status = target.send(session, i)
+            run.add(intended, start, time.perf_counter(), status)
+        session.close()
+
+    return _start(worker, workers)
+
+
+def _start(fn, n: int) -> list[threading.Thread]:
+    threads = [threading.Thread(target=fn, daemon=True, name=f"load-{k}") for k in range(n)]
+    for t in threads:
+        t.start()
+    return threads

@@ -1,0 +1,41 @@
+"""What a result ran on: recorded in every benchmark file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+
+from infkit.compile.manifest import library_versions
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+    import torch
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "accelerators": "cuda" if torch.cuda.is_available() else "none",
+        "versions": library_versions(),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

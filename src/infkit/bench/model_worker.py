@@ -1,0 +1,66 @@
+"""Measure one backend in a fresh process: memory added by loading, latency per batch size.
+
+    python -m infkit.bench.model_worker '<json spec>'   -> prints one JSON line
+Run by infkit.bench.model_bench so that each backend's memory is measured on its own."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+
+import numpy as np
+import psutil
+import torch
+
+
+def rss_mb() -> float:
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def main(spec: dict) -> dict:
+    torch.set_num_threads(int(spec["threads"]))
+    c, h, w = spec["input_size"]
+    baseline = rss_mb()
+    t0 = time.perf_counter()
+    if spec["backend"] == "eager":
+        from infkit.train.module import create_network
+
+        saved = torch.load(spec["path"], map_location="cpu", weights_only=True)
+        net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
+        net.load_state_dict(saved["state_dict"])
+        net.eval()
+
+        def fn(x):
+            with torch.inference_mode():
+                return net(x)
+    else:
+        from infkit.compile.registry import get_backend
+
+        fn = get_backend(spec["backend"]).load(spec["path"], threads=int(spec["threads"]))
+    fn(torch.randn(1, c, h, w))
+    load_s = time.perf_counter() - t0
+    loaded = rss_mb()
+    results = []
+    for bs in spec["batch_sizes"]:
+        x = torch.randn(bs, c, h, w)
+        for _ in range(int(spec["warmup"])):
+            fn(x)
+        times = []
+        deadline = time.perf_counter() + float(spec["max_seconds"])
+        while len(times) < int(spec["iterations"]) and (len(times) < 5 or time.perf_counter() < deadline):
+            t = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t)
+        arr = np.asarray(times)
+        results.append({"batch_size": bs, "iterations": len(times), "p50_ms": float(np.percentile(arr, 50) * 1e3),
+                        "p90_ms": float(np.percentile(arr, 90) * 1e3), "mean_ms": float(arr.mean() * 1e3),
+                        "throughput_ips": float(bs / arr.mean())})
+    return {"backend": spec["backend"], "load_s": load_s, "memory_added_mb": loaded - baseline,
+            "rss_mb": loaded, "results": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))))

@@ -1,0 +1,82 @@
+"""Benchmark results to files: JSON (everything), CSV (levels, requests), PNG (curves)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+LEVEL_COLUMNS = ["mode", "level", "requests", "errors", "throughput_rps", "mean_s", "p50_s", "p90_s", "p99_s",
+                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_inference_ms", "stopped_by"]
+
+
+def level_row(result: dict) -> dict:
+    s, srv = result["summary"], result.get("server") or {}
+    lat = s["latency_s"]
+    return {"mode": result["mode"], "level": result["level"], "requests": s["requests"], "errors": s["errors"],
+            "throughput_rps": round(s["throughput_rps"], 3), "mean_s": lat["mean"], "p50_s": lat["p50"],
+            "p90_s": lat["p90"], "p99_s": lat["p99"], "max_s": lat["max"],
+            "late_requests": s["client_lag"]["late_requests"], "server_requests": srv.get("requests"),
+            "server_queue_ms": srv.get("mean_queue_ms"), "server_inference_ms": srv.get("mean_inference_ms"),
+            "stopped_by": result["stopped_by"]}
+
+
+def _clean(obj):
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "levels_csv": out_dir / "levels.csv",
+             "requests_csv": out_dir / "requests.csv", "png": out_dir / "latency_throughput.png"}
+    doc = {"config": config, "machine": machine,
+           "levels": [{k: v for k, v in r.items() if k != "records"} for r in results]}
+    paths["json"].write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    with open(paths["levels_csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LEVEL_COLUMNS)
+        w.writeheader()
+        for r in results:
+            w.writerow(level_row(r))
+    with open(paths["requests_csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["level", "intended", "start", "end", "latency", "status", "warmup"])
+        for r in results:
+            for rec in r["records"]:
+                w.writerow([r["level"], f"{rec.intended:.6f}", f"{rec.start:.6f}", f"{rec.end:.6f}",
+                            f"{rec.latency:.6f}", rec.status, int(rec.warmup)])
+    plot_curve(results, paths["png"], machine)
+    return paths
+
+
+def plot_curve(results: list[dict], path: Path, machine: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [level_row(r) for r in results if r["summary"]["requests"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if rows:
+        x = [r["throughput_rps"] for r in rows]
+        for key, style in (("p50_s", "o-"), ("p90_s", "s--"), ("p99_s", "^:")):
+            ax.plot(x, [r[key] * 1e3 for r in rows], style, label=key[:3])
+        unit = "clients" if rows[0]["mode"] == "closed" else "req/s offered"
+        for r in rows:
+            ax.annotate(f"{r['level']:g}", (r["throughput_rps"], r["p50_s"] * 1e3), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_title(f"latency vs throughput (labels: {unit})", fontsize=10)
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.text(0.01, 0.01, f"{machine.get('cpu_model', '')}, {machine.get('usable_cores')} cores", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

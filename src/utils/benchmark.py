@@ -1,0 +1,133 @@
+"""Load-test a TorchServe endpoint (the seed's benchmark, measured properly).
+
+closed loop:  python src/utils/benchmark.py --url http://127.0.0.1:8080/predictions/<model> --num_thread 64
+open loop:    python src/utils/benchmark.py --url ... --rate 50 [--arrivals poisson]
+sweep:        python src/utils/benchmark.py --url ... --sweep 1,2,4,8,16      (concurrencies; with --rate: rates)
+
+Results (JSON, CSV, PNG) land in logs/bench/<time>/. Ctrl-C stops and still writes what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from infkit.bench import loadgen, report
+from infkit.bench.machine import machine_info
+from infkit.bench.runner import LevelSpec, sweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_levels(text: str) -> list[float]:
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2,4,8") from None
+    if not levels or min(levels) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers, e.g. 1,2,4,8")
+    return levels
+
+
+def positive(kind):
+    def conv(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        return value
+    return conv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", required=True, help="prediction URL, e.g. http://127.0.0.1:8080/predictions/digits_resnet18_onnx")
+    p.add_argument("--num_thread", type=positive(int), default=64, help="closed loop: concurrent clients (default 64)")
+    p.add_argument("--rate", type=positive(float), default=None, help="open loop: requests per second")
+    p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant", help="open loop arrivals")
+    p.add_argument("--workers", type=positive(int), default=64, help="open loop: sender threads (default 64)")
+    p.add_argument("--sweep", type=parse_levels, default=None,
+                   help="levels to sweep: concurrencies, or rates with --rate given (e.g. 1,2,4,8)")
+    p.add_argument("--images", nargs="+", type=Path, default=None,
+                   help="image files to send in turn (default: every tests/resources/*/*.png)")
+    p.add_argument("--duration", type=positive(float), default=30.0, help="measured seconds per level, at most")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds excluded from the results (default 5)")
+    p.add_argument("--interval", type=positive(float), default=5.0, help="seconds between progress lines")
+    p.add_argument("--window", type=positive(float), default=5.0, help="sweep: window length in seconds")
+    p.add_argument("--stable_windows", type=int, default=3, help="sweep: stop a level when this many windows agree")
+    p.add_argument("--tolerance", type=positive(float), default=0.1, help="sweep: relative agreement (default 0.1)")
+    p.add_argument("--key_file", type=Path, default=Path("logs/serve/key_file.json"),
+                   help="TorchServe key file (token authorization), as src/serve.py writes it")
+    p.add_argument("--token", default=None, help="inference token (overrides --key_file)")
+    p.add_argument("--metrics_url", default=None,
+                   help="TorchServe metrics URL for the server-side split (default: same host, port 8082; 'none' to skip)")
+    p.add_argument("--timeout", type=positive(float), default=60.0, help="per-request timeout in seconds")
+    p.add_argument("--out", type=Path, default=Path("logs/bench"), help="results go to <out>/<time>/")
+    return p
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    url = urlparse(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return fail(f"--url {args.url!r} is not an http URL; e.g. http://127.0.0.1:8080/predictions/<model>")
+    images = args.images or sorted(REPO.glob("tests/resources/*/*.png"))
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing or not images:
+        return fail(f"image(s) not found: {', '.join(missing) or '(none given)'}")
+    token = args.token
+    if token is None and args.key_file.is_file():
+        token = json.loads(args.key_file.read_text()).get("inference", {}).get("key")
+    model = url.path.rstrip("/").rsplit("/", 1)[-1] if "/predictions/" in url.path else None
+    metrics_url = args.metrics_url or f"{url.scheme}://{url.hostname}:8082/metrics"
+    if metrics_url == "none":
+        metrics_url = None
+
+    target = loadgen.Target(args.url, [Path(p).read_bytes() for p in images], token, args.timeout)
+    mode = "open" if args.rate else "closed"
+    levels = args.sweep or [args.rate if args.rate else args.num_thread]
+    is_sweep = args.sweep is not None
+    specs = [LevelSpec(mode=mode, level=lv, warmup=args.warmup, max_duration=args.duration, interval=args.interval,
+                       window=args.window, stable_windows=args.stable_windows if is_sweep else 0,
+                       tolerance=args.tolerance, arrivals=args.arrivals, workers=args.workers) for lv in levels]
+    out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
+    print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
+    results = sweep(target, specs, metrics_url, model)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "token"}
+    config.update(images=[str(p) for p in images], mode=mode, metrics_url=metrics_url)
+    paths = report.write_load(out_dir, config, machine_info(), results)
+
+    for r in results:
+        s = r["summary"]
+        lat = s["latency_s"]
+        unit = "clients" if mode == "closed" else "req/s offered"
+        print(f"\n== {r['level']:g} {unit}: {s['requests']} requests in {s['duration_s']:.1f} s "
+              f"({r['sent_including_warmup'] - s['requests']} more in warm-up), stopped by {r['stopped_by']}")
+        print(f"   errors: {s['errors']} {s['errors_by_status'] or ''}")
+        print(f"   throughput: {s['throughput_rps']:.1f} req/s")
+        print(f"   latency s: mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
+              f"p99={lat['p99']:.3f} max={lat['max']:.3f}")
+        if mode == "open":
+            lag = s["client_lag"]
+            behind = (f"the client fell behind its schedule for {lag['late_requests']} requests "
+                      f"(max {lag['max_s'] * 1e3:.0f} ms late): add --workers or lower --rate"
+                      if lag["late_requests"] else "the client kept its schedule")
+            print(f"   {behind}")
+        if r["server"]:
+            srv = r["server"]
+            print(f"   server: {srv['requests']} requests, mean queue {srv['mean_queue_ms']:.1f} ms, "
+                  f"mean inference {srv['mean_inference_ms']:.1f} ms")
+    print(f"\nresults: {paths['json']}\n         {paths['levels_csv']}\n         {paths['png']}")
+    return 130 if any(r["interrupted"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
