@@ -123,8 +123,8 @@ def main(argv=None) -> int:
             print(f"   {behind}")
         if r["server"]:
             srv = r["server"]
-            print(f"   server: {srv['requests']} requests, mean queue {srv['mean_queue_ms']:.1f} ms, "
-                  f"mean inference {srv['mean_inference_ms']:.1f} ms")
+            print(f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
+                  f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server")
     print(f"\nresults: {paths['json']}\n         {paths['levels_csv']}\n         {paths['png']}")
     return 130 if any(r["interrupted"] for r in results) else 0
 

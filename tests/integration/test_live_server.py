@@ -123,7 +123,10 @@ def test_sweep_writes_one_row_per_level(running_server, tmp_path):
                           "--stable_windows", "2", "--tolerance", "5")
     assert [lv["level"] for lv in doc["levels"]] == [1, 2]
     assert all("windows within" in lv["stopped_by"] for lv in doc["levels"])
-    assert all(lv["server"]["mean_inference_ms"] > 0 for lv in doc["levels"])
+    for lv in doc["levels"]:
+        srv = lv["server"]
+        assert srv["mean_processing_ms"] > 0 and srv["mean_queue_ms"] >= 0
+        assert abs(srv["mean_queue_ms"] + srv["mean_processing_ms"] - srv["mean_server_ms"]) < 1e-6
     assert (run_dir / "levels.csv").read_text().count("\n") == 3
 
 

@@ -28,7 +28,7 @@ def test_bench_model_table_json_and_plot(tmp_path, capsys):
     assert {("eager", 1), ("eager", 2), ("torchscript", 1), ("torchscript", 2), ("onnx", 1), ("onnx", 2)} <= got
     for r in result["rows"]:
         assert r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"] and r["throughput_ips"] > 0
-        assert r["artifact_mb"] > 0 and r["iterations"] >= 5
+        assert r["artifact_mib"] > 0 and r["iterations"] >= 5
     if not importlib.util.find_spec("torch_neuron"):
         assert "neuron" in result["skipped"]
     assert result["machine"]["cpu_model"] and result["machine"]["versions"]["torch"]

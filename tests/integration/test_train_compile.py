@@ -78,3 +78,14 @@ def test_digits_example_reaches_the_accuracy_bar(digits_trained):
     """The issue's bar: digits_example reaches >= 95 % test accuracy (time is reported, not asserted)."""
     assert digits_trained.metrics["test/acc"] >= 0.95
     assert digits_trained.best_ckpt.is_file() and digits_trained.metrics_path.is_file()
+
+
+@pytest.mark.slow
+def test_torchscript_forced_optimize_for_inference_still_gives_a_loadable_artifact(tiny_trained, tmp_path):
+    """optimize_for_inference can produce modules that do not reload (seen at 224x224): never ship one."""
+    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript",
+                 "compile.optimize_for_inference=true", "parity.num_images=16"]
+    result = compile_stage.run(compose_config("trace", overrides, tmp_path))
+    fn = get_backend("torchscript").load(result.artifacts[0])
+    assert fn(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert result.manifest["parity"]["passed"]

@@ -30,7 +30,7 @@ def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[i
         reason = backend.unavailable_reason()
         if reason:
             skipped[name] = reason
-            echo(f"  {name}: skipped ({reason.split(';')[0]})")
+            echo(f"  {name}: skipped (its SDK does not import here)")
             continue
         sizes = batch_sizes if backend.static_batch else [None]
         artifacts[name] = []
@@ -80,8 +80,8 @@ def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: lis
             for r in m["results"]:
                 rows.append({"backend": backend, "batch_size": r["batch_size"], "p50_ms": r["p50_ms"],
                              "p90_ms": r["p90_ms"], "throughput_ips": r["throughput_ips"],
-                             "iterations": r["iterations"], "artifact_mb": size_bytes / 2**20,
-                             "memory_added_mb": m["memory_added_mb"], "load_s": m["load_s"]})
+                             "iterations": r["iterations"], "artifact_mib": size_bytes / 2**20,
+                             "memory_added_mib": m["memory_added_mib"], "load_s": m["load_s"]})
                 echo(f"    bs {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, "
                      f"{r['throughput_ips']:.0f} img/s")
     return {"model": model_name, "input_size": input_size, "num_params": sum(p.numel() for p in net.parameters()),
@@ -90,17 +90,17 @@ def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: lis
 
 
 def markdown(result: dict) -> str:
-    head = ("| backend | batch | p50 ms | p90 ms | throughput img/s | artifact MB | memory added MB |\n"
+    head = ("| backend | batch | p50 ms | p90 ms | throughput img/s | artifact MiB | memory added MiB |\n"
             "|---|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(f"| {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                   f"{r['throughput_ips']:.0f} | {r['artifact_mb']:.1f} | {r['memory_added_mb']:.0f} |\n"
+                   f"{r['throughput_ips']:.0f} | {r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |\n"
                    for r in result["rows"])
     m = result["machine"]
     foot = (f"\n{result['model']} {result['input_size']}, {result['num_params'] / 1e6:.2f} M parameters; "
             f"{m['cpu_model']}, {m['usable_cores']} cores, {result['threads']} intra-op threads; "
             f"torch {m['versions'].get('torch')}, onnxruntime {m['versions'].get('onnxruntime')}.\n")
     if result["skipped"]:
-        foot += "".join(f"Not measured here: {b} ({r.split(';')[0]}).\n" for b, r in result["skipped"].items())
+        foot += f"Not measured here: {', '.join(result['skipped'])} (their SDK does not import on this machine).\n"
     return head + body + foot
 
 

@@ -52,12 +52,17 @@ def scrape_settled(url: str, model: str | None = None, tries: int = 10, pause: f
 
 
 def split(before: dict | None, after: dict | None) -> dict | None:
-    """Requests and mean queue / inference milliseconds per request between two scrapes."""
+    """Requests and mean milliseconds per request between two scrapes: time queued in the frontend
+    (waiting for a worker or for a batch to fill), time in the server in all (TorchServe's inference
+    latency counts from arrival to answer, so it includes the queue), and the rest: processing by the
+    worker (decode, inference, encode) and the frontend/backend round trip."""
     if not before or not after:
         return None
     n = after["ts_inference_requests_total"] - before["ts_inference_requests_total"]
     q = after["ts_queue_latency_microseconds"] - before["ts_queue_latency_microseconds"]
     inf = after["ts_inference_latency_microseconds"] - before["ts_inference_latency_microseconds"]
-    return {"requests": int(round(n)),
-            "mean_queue_ms": q / n / 1e3 if n else float("nan"),
-            "mean_inference_ms": inf / n / 1e3 if n else float("nan")}
+    if not n:
+        return {"requests": 0, "mean_queue_ms": float("nan"), "mean_server_ms": float("nan"),
+                "mean_processing_ms": float("nan")}
+    return {"requests": int(round(n)), "mean_queue_ms": q / n / 1e3, "mean_server_ms": inf / n / 1e3,
+            "mean_processing_ms": (inf - q) / n / 1e3}

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 LEVEL_COLUMNS = ["mode", "level", "requests", "errors", "throughput_rps", "mean_s", "p50_s", "p90_s", "p99_s",
-                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_inference_ms", "stopped_by"]
+                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_processing_ms", "server_total_ms", "stopped_by"]
 
 
 def level_row(result: dict) -> dict:
@@ -18,7 +18,8 @@ def level_row(result: dict) -> dict:
             "throughput_rps": round(s["throughput_rps"], 3), "mean_s": lat["mean"], "p50_s": lat["p50"],
             "p90_s": lat["p90"], "p99_s": lat["p99"], "max_s": lat["max"],
             "late_requests": s["client_lag"]["late_requests"], "server_requests": srv.get("requests"),
-            "server_queue_ms": srv.get("mean_queue_ms"), "server_inference_ms": srv.get("mean_inference_ms"),
+            "server_queue_ms": srv.get("mean_queue_ms"), "server_processing_ms": srv.get("mean_processing_ms"),
+            "server_total_ms": srv.get("mean_server_ms"),
             "stopped_by": result["stopped_by"]}
 
 

@@ -51,16 +51,25 @@ class TorchScriptBackend:
         if ofi in (True, "true", "auto") and freeze:
             with torch.no_grad():
                 optimized = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, example)))
-            if ofi == "auto":
+            # what serving runs is the reloaded file: judge (and keep) only a module that survives save + load
+            torch.jit.save(optimized, str(path))
+            try:
+                reloaded = torch.jit.load(str(path), map_location="cpu")
+                reloaded(example)
+            except RuntimeError as exc:
+                reloaded = None
+                log.info("optimize_for_inference: its module does not reload here (%s); not kept",
+                         str(exc).splitlines()[0])
+            if reloaded is not None and ofi == "auto":
                 # keep the optimisation only where it measurably helps on this machine
-                base, opt = _median_latency(module, example), _median_latency(optimized, example)
+                base, opt = _median_latency(module, example), _median_latency(reloaded, example)
                 used_ofi = opt < 0.95 * base
                 log.info("optimize_for_inference: %.2f ms -> %.2f ms per call, %s", base * 1e3, opt * 1e3,
                          "kept" if used_ofi else "not kept (not 5 % faster)")
             else:
-                used_ofi = True
+                used_ofi = reloaded is not None
             if used_ofi:
-                module = optimized
+                return {"freeze": freeze, "optimize_for_inference": True}
         torch.jit.save(module, str(path))
         return {"freeze": freeze, "optimize_for_inference": used_ofi}
 

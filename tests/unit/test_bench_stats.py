@@ -1,0 +1,76 @@
+"""The benchmark's arithmetic: records, summaries, windows, schedules, Prometheus parsing."""
+
+import math
+
+import pytest
+
+from infkit.bench import promscrape
+from infkit.bench.loadgen import schedule
+from infkit.bench.stats import Record, stable, summarize, window
+
+METRICS = """# HELP ts_inference_requests_total Total number of inference requests.
+# TYPE ts_inference_requests_total counter
+ts_inference_requests_total{model_name="a",model_version="default",hostname="h",} 10.0
+ts_inference_requests_total{model_name="b",model_version="default",hostname="h",} 99.0
+ts_queue_latency_microseconds{model_name="a",model_version="default",hostname="h",} 5000.0
+ts_inference_latency_microseconds{model_name="a",model_version="default",hostname="h",} 20000.0
+Requests2XX{Level="Host",Hostname="h",} 109.0
+"""
+
+
+def test_latency_counts_from_the_intended_send_time():
+    r = Record(intended=1.0, start=1.5, end=1.7, status=200)
+    assert r.latency == pytest.approx(0.7) and r.lag == pytest.approx(0.5)
+
+
+def test_summary_counts_every_status_and_skips_warmup():
+    recs = [Record(0, 0, 0.1, 200, warmup=True)] + [Record(i, i, i + 0.01 * (i + 1), 200) for i in range(8)] + \
+           [Record(9, 9, 9.5, 415), Record(10, 10, 10.2, 0)]
+    s = summarize(recs, duration=10.0)
+    assert s["requests"] == 10 and s["ok"] == 8 and s["errors"] == 2
+    assert s["errors_by_status"] == {"0": 1, "415": 1}
+    assert s["throughput_rps"] == pytest.approx(1.0)
+    assert s["latency_s"]["max"] == pytest.approx(0.5)
+    assert s["latency_s"]["p50"] <= s["latency_s"]["p90"] <= s["latency_s"]["p99"] <= s["latency_s"]["max"]
+
+
+def test_open_loop_lag_is_reported():
+    recs = [Record(0, 0.0, 0.01, 200), Record(1, 1.2, 1.21, 200)]
+    s = summarize(recs, 2.0, lag_tolerance=0.005)
+    assert s["client_lag"]["late_requests"] == 1 and s["client_lag"]["max_s"] == pytest.approx(0.2)
+
+
+def test_windows_and_stability():
+    recs = [Record(t, t, t + 0.01, 200) for t in [i * 0.1 for i in range(100)]]
+    w = window(recs, 2.0, 4.0)
+    assert w["completed"] == 20 and w["throughput_rps"] == pytest.approx(10.0)
+    same = [{"throughput_rps": 10.0, "p50": 0.01}] * 3
+    assert stable(same, 3, 0.1)
+    assert not stable(same[:2], 3, 0.1)
+    assert not stable(same[:2] + [{"throughput_rps": 20.0, "p50": 0.01}], 3, 0.1)
+    assert not stable([{"throughput_rps": 0.0, "p50": math.nan}] * 3, 3, 0.1)
+
+
+def test_schedules():
+    const = schedule(4.0, "constant")
+    assert [const(i) for i in range(3)] == [0.0, 0.25, 0.5]
+    poisson = schedule(100.0, "poisson", seed=1)
+    offsets = [poisson(i) for i in range(2000)]
+    assert offsets == sorted(offsets)
+    assert 2000 / offsets[-1] == pytest.approx(100.0, rel=0.1)
+    with pytest.raises(ValueError):
+        schedule(0, "constant")
+    with pytest.raises(ValueError):
+        schedule(1, "bursty")
+
+
+def test_prometheus_split_per_model():
+    before = promscrape.parse(METRICS, "a")
+    assert before == {"ts_inference_requests_total": 10.0, "ts_queue_latency_microseconds": 5000.0,
+                      "ts_inference_latency_microseconds": 20000.0}
+    after = {"ts_inference_requests_total": 20.0, "ts_queue_latency_microseconds": 15000.0,
+             "ts_inference_latency_microseconds": 60000.0}
+    split = promscrape.split(before, after)
+    assert split == {"requests": 10, "mean_queue_ms": 1.0, "mean_server_ms": 4.0, "mean_processing_ms": 3.0}
+    assert promscrape.split(None, after) is None
+    assert promscrape.scrape("http://127.0.0.1:9/metrics") is None
