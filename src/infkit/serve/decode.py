@@ -127,6 +127,8 @@ def open_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
         raise ItemError(415, f"not a decodable image ({len(data)} bytes); send PNG, JPEG, BMP, GIF or WebP") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(400, f"image is corrupt or truncated ({exc})") from None
+    except Exception as exc:  # hostile files reach corners of the decoders: answer, never crash the worker
+        raise ItemError(400, f"image could not be decoded ({type(exc).__name__}: {exc})") from None
     return image
 
 

@@ -120,6 +120,17 @@ def free_ports(host: str = "127.0.0.1") -> dict[str, int]:
             s.close()
 
 
+def handler_error(state_dir: Path) -> str | None:
+    """An infkit error a worker raised while loading its model (it will not get better by retrying)."""
+    path = Path(state_dir) / "logs" / "model_log.log"
+    if not path.is_file():
+        return None
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        if "InfkitError:" in line:
+            return line.split("InfkitError:", 1)[1].strip()
+    return None
+
+
 def worker_errors(state_dir: Path, max_lines: int = 12) -> str:
     """The last error lines of TorchServe's logs: what a failed start shows the user."""
     lines: list[str] = []
@@ -206,6 +217,11 @@ def start(server: Mapping[str, Any], model_store: Path, state_dir: Path, models:
             stop(state_dir)
             raise InfkitError(f"TorchServe exited with code {proc.returncode} while starting:\n"
                               f"{worker_errors(state_dir)}")
+        fatal = handler_error(state_dir)
+        if fatal:
+            stop(state_dir)
+            raise InfkitError(f"a worker could not load its model: {fatal}; TorchServe stopped "
+                              f"(logs in {state_dir / 'logs'})")
         if time.monotonic() > deadline:
             errors = worker_errors(state_dir)
             stop(state_dir)
