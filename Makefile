@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "infkit needs Python 3.11: run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(PY) -m pip install -qq --progress-bar off -e '.[dev]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
