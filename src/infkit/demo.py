@@ -5,7 +5,6 @@ train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import time
@@ -22,8 +21,6 @@ from infkit.serve import server
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
 from infkit.utils.timing import latencies
-
-log = logging.getLogger("infkit.demo")
 
 BACKENDS = ("torchscript", "onnx")
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +82,7 @@ def run(root: Path = Path("logs/demo")) -> dict:
     state = server.start(srv, store, out / "serve", min_workers=int(cfg.serve.model.minWorkers))
     live_results = {}
     try:
-        for backend, pkg in packaged.items():
+        for pkg in packaged.values():
             print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
                   flush=True)
             cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",

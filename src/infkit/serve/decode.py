@@ -80,8 +80,8 @@ def payload(item: Any) -> tuple[bytes, dict[str, Any]]:
         fields = {k: v for k, v in item.items() if k not in IMAGE_KEYS}
         raw = next((item[k] for k in IMAGE_KEYS if k in item and item[k] is not None), None)
         if raw is None:
-            raise ItemError(400, f"request has no image: send the bytes as the body or as a multipart field "
-                                 f"named 'data'")
+            raise ItemError(400, "request has no image: send the bytes as the body or as a multipart field "
+                                 "named 'data'")
     if isinstance(raw, (dict, list)):  # TorchServe already parsed an application/json body
         data, doc = _from_json(raw)
         return data, {**fields, **{k: v for k, v in (doc or {}).items() if k not in IMAGE_KEYS}}
