@@ -14,6 +14,8 @@ import numpy as np
 import psutil
 import torch
 
+from infkit.utils.timing import latencies
+
 
 def rss_mb() -> float:
     gc.collect()
@@ -49,16 +51,9 @@ def main(spec: dict) -> dict:
     results = []
     for bs in spec["batch_sizes"]:
         x = torch.randn(bs, c, h, w)
-        for _ in range(int(spec["warmup"])):
-            fn(x)
-        times = []
-        deadline = time.perf_counter() + float(spec["max_seconds"])
-        while len(times) < int(spec["iterations"]) and (len(times) < 5 or time.perf_counter() < deadline):
-            t = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t)
-        arr = np.asarray(times)
-        results.append({"batch_size": bs, "iterations": len(times), "p50_ms": float(np.percentile(arr, 50) * 1e3),
+        arr = latencies(lambda: fn(x), warmup=int(spec["warmup"]), repeats=int(spec["iterations"]),
+                        max_seconds=float(spec["max_seconds"]), min_repeats=5)
+        results.append({"batch_size": bs, "iterations": len(arr), "p50_ms": float(np.percentile(arr, 50) * 1e3),
                         "p90_ms": float(np.percentile(arr, 90) * 1e3), "mean_ms": float(arr.mean() * 1e3),
                         "throughput_ips": float(bs / arr.mean())})
     return {"backend": spec["backend"], "load_s": load_s, "memory_added_mib": loaded - baseline,

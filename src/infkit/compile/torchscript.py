@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from infkit.utils.quiet import torchscript_quiet
+from infkit.utils.timing import latencies
 
 log = logging.getLogger(__name__)
 
 
-def _median_latency(fn, example: torch.Tensor, repeats: int = 15) -> float:
+def _median_latency(fn, example: torch.Tensor) -> float:
     with torch.inference_mode():
-        for _ in range(3):
-            fn(example)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(example)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        return float(np.median(latencies(lambda: fn(example), warmup=3, repeats=15)))
 
 
 class TorchScriptBackend:

@@ -8,13 +8,14 @@ from collections.abc import Callable
 import numpy as np
 
 
-def latencies(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, max_seconds: float = 10.0) -> np.ndarray:
-    """Seconds per call of fn after warm-up; stops early after max_seconds (at least 3 calls)."""
+def latencies(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, max_seconds: float = 10.0,
+              min_repeats: int = 3) -> np.ndarray:
+    """Seconds per call of fn after warm-up; stops early after max_seconds (at least min_repeats calls)."""
     for _ in range(warmup):
         fn()
     times = []
     deadline = time.perf_counter() + max_seconds
-    while len(times) < repeats and (len(times) < 3 or time.perf_counter() < deadline):
+    while len(times) < repeats and (len(times) < min_repeats or time.perf_counter() < deadline):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
