@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from infkit.serve.decode import ItemError, decode_request, open_image, parse_target
-from infkit.serve.runtime import bucket_for, threads_per_worker
+from infkit.compile.batching import bucket_for
+from infkit.serve.runtime import threads_per_worker
 
 LABELS = [str(i) for i in range(10)]
 

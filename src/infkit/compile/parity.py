@@ -6,19 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-
-def run_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int,
-                   pad: bool) -> torch.Tensor:
-    """Run fn over x in chunks of batch_size; with pad, the last chunk is padded to batch_size
-    (static-shape artifacts) and the padding dropped from the output."""
-    outs = []
-    for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size]
-        n = len(chunk)
-        if pad and n < batch_size:
-            chunk = torch.cat([chunk, chunk[-1:].expand(batch_size - n, *chunk.shape[1:])])
-        outs.append(fn(chunk)[:n].float())
-    return torch.cat(outs)
+from infkit.compile.batching import run_bucketed
 
 
 def compare(eager: torch.Tensor, compiled: torch.Tensor) -> dict:
@@ -27,7 +15,7 @@ def compare(eager: torch.Tensor, compiled: torch.Tensor) -> dict:
 
 
 def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], images: torch.Tensor,
-          labels: torch.Tensor, static_batch: bool) -> dict:
+          labels: torch.Tensor) -> dict:
     """Parity of each compiled callable (by batch size) against the eager model.
 
     Returns the worst case over batch sizes plus the per-batch-size detail and both accuracies."""
@@ -35,7 +23,8 @@ def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], ima
         eager = eager_model.eval()(images).float()
     by_bs = {}
     for bs, fn in compiled_by_bs.items():
-        out = run_in_batches(fn, images, bs, pad=static_batch)
+        # each callable runs at exactly its batch size, as a server running that bucket would
+        out = run_bucketed({bs: fn}, images)
         by_bs[str(bs)] = compare(eager, out) | {"top1_accuracy": float((out.argmax(1) == labels).float().mean())}
     return {
         "images": int(len(images)),

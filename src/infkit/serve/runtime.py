@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from infkit.compile import manifest as mf
+from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import get_backend
 from infkit.data.transforms import eval_transform
 from infkit.errors import InfkitError
@@ -22,12 +23,6 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """Intra-op threads for one worker so that workers x threads does not exceed the cores."""
     cores = cores or os.cpu_count() or 1
     return max(1, cores // max(1, int(workers)))
-
-
-def bucket_for(n: int, sizes: Sequence[int]) -> int:
-    """The smallest compiled batch size that holds n items (the largest, when none does)."""
-    fitting = [s for s in sizes if s >= n]
-    return min(fitting) if fitting else max(sizes)
 
 
 @dataclass
@@ -64,19 +59,7 @@ class ServedModel:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a (N,C,H,W) batch: one call for dynamic artifacts; static ones padded up to the
         nearest compiled batch size (chunks of the largest when N exceeds it), padding dropped."""
-        if None in self.runners:
-            return self.runners[None](x).float()
-        sizes = sorted(self.runners)
-        outs, start = [], 0
-        while start < len(x):
-            size = bucket_for(len(x) - start, sizes)
-            chunk = x[start:start + size]
-            n = len(chunk)
-            if n < size:
-                chunk = torch.cat([chunk, chunk[-1:].expand(size - n, *chunk.shape[1:])])
-            outs.append(self.runners[size](chunk)[:n].float())
-            start += n
-        return torch.cat(outs)
+        return run_bucketed(self.runners, x)
 
     def top_k(self, x: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
         """[{label: probability}] in descending order, one dict per input."""
