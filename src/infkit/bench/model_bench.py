@@ -17,6 +17,7 @@ from infkit.compile import parity
 from infkit.compile.registry import BACKENDS, get_backend
 from infkit.bench.machine import machine_info
 from infkit.errors import InfkitError
+from infkit.train.checkpoint import save_eager
 
 
 def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[int], out_dir: Path,
@@ -64,9 +65,7 @@ def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: lis
     backends = backends or list(BACKENDS)
     echo(f"compiling {model_name} {input_size} for {', '.join(backends)} ...")
     artifacts, skipped = compile_all(net, input_size, batch_sizes, out_dir / "artifacts", backends, echo)
-    eager_path = out_dir / "artifacts" / "model.eager.pt"
-    torch.save({"model_name": model_name, "num_classes": num_classes, "in_chans": input_size[0],
-                "state_dict": net.state_dict()}, eager_path)
+    eager_path = save_eager(net, model_name, num_classes, input_size[0], out_dir / "artifacts" / "model.eager.pt")
     rows = []
     plan = [("eager", [(None, eager_path)])] + list(artifacts.items())
     for k, (backend, entries) in enumerate(plan, 1):

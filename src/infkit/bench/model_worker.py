@@ -27,7 +27,7 @@ def main(spec: dict) -> dict:
     c, h, w = spec["input_size"]
     # import the libraries first: what is measured is the model, not the import of its runtime
     from infkit.compile.registry import get_backend
-    from infkit.train.module import create_network
+    from infkit.train.checkpoint import load_eager
 
     backend = None if spec["backend"] == "eager" else get_backend(spec["backend"])
     if backend is not None:
@@ -35,10 +35,7 @@ def main(spec: dict) -> dict:
     baseline = rss_mb()
     t0 = time.perf_counter()
     if backend is None:
-        saved = torch.load(spec["path"], map_location="cpu", weights_only=True)
-        net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
-        net.load_state_dict(saved["state_dict"])
-        net.eval()
+        net = load_eager(spec["path"])
 
         def fn(x):
             with torch.inference_mode():

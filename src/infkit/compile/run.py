@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from infkit.compile import manifest as mf
@@ -80,9 +79,8 @@ def run(cfg: DictConfig) -> CompileResult:
             compiled[size] = fn
 
     # eager weights travel too: explanations (Captum) need a model that can back-propagate
-    eager_path = out_dir / f"{name}.eager.pt"
-    torch.save({"model_name": hp["model_name"], "num_classes": int(hp["num_classes"]),
-                "in_chans": int(hp.get("in_chans", 3)), "state_dict": net.state_dict()}, eager_path)
+    eager_path = checkpoint.save_eager(net, hp["model_name"], hp["num_classes"], hp.get("in_chans", 3),
+                                       out_dir / f"{name}.eager.pt")
 
     report = parity.check(net, compiled, images, labels)
     threshold = float(cfg.parity.min_top1_agreement)

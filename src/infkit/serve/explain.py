@@ -8,7 +8,7 @@ import torch
 
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
-from infkit.train.module import create_network
+from infkit.train.checkpoint import load_eager
 
 
 class Explainer:
@@ -21,14 +21,12 @@ class Explainer:
         path = Path(directory) / entry["file"]
         if mf.sha256(path) != entry["sha256"]:
             raise InfkitError(f"eager weights {entry['file']!r} do not match the manifest's sha256")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        self.net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
-        self.net.load_state_dict(saved["state_dict"])
-        self.net.eval()
+        self.net = load_eager(path)
         self.n_steps = int(n_steps)
         # baseline: a black image, in the model's normalised input space
-        mean = torch.tensor(manifest["mean"][: saved["in_chans"]]).view(-1, 1, 1)
-        std = torch.tensor(manifest["std"][: saved["in_chans"]]).view(-1, 1, 1)
+        channels = int(manifest["input_size"][0])
+        mean = torch.tensor(manifest["mean"][:channels]).view(-1, 1, 1)
+        std = torch.tensor(manifest["std"][:channels]).view(-1, 1, 1)
         self.black = -mean / std
         self.ig = IntegratedGradients(self.net)
 

@@ -53,3 +53,18 @@ def load(path: str | Path | None, expect_model: str | None = None, expect_classe
         raise InfkitError(f"checkpoint {p.name} does not fit {model_name} with {num_classes} classes "
                           f"({str(exc).splitlines()[0]})") from None
     return LoadedCheckpoint(net=net.eval(), hparams=hp, path=p)
+
+
+def save_eager(net: torch.nn.Module, model_name: str, num_classes: int, in_chans: int, path: Path) -> Path:
+    """The plain network weights with what rebuilds it: the `.eager.pt` that travels beside artifacts."""
+    torch.save({"model_name": model_name, "num_classes": int(num_classes), "in_chans": int(in_chans),
+                "state_dict": net.state_dict()}, path)
+    return Path(path)
+
+
+def load_eager(path: Path) -> torch.nn.Module:
+    """A network written by save_eager, in eval mode."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
+    net.load_state_dict(saved["state_dict"])
+    return net.eval()
