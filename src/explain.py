@@ -5,13 +5,13 @@
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
 import requests
 from PIL import Image
 
+from infkit.serve import server
 from infkit.serve.overlay import render
 
 
@@ -27,12 +27,7 @@ def main(argv=None) -> int:
     if not args.image.is_file():
         print(f"error: --image {str(args.image)!r} does not exist", file=sys.stderr)
         return 2
-    key_file = Path(args.key_file)
-    headers = {}
-    if key_file.is_file():
-        key = json.loads(key_file.read_text()).get("inference", {}).get("key")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+    headers = server.auth_header(server.inference_token(Path(args.key_file)))
     files = {"data": args.image.read_bytes()}
     if args.target is not None:
         files["target"] = (None, str(args.target))

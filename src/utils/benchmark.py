@@ -10,7 +10,6 @@ Results (JSON, CSV, PNG) land in logs/bench/<time>/. Ctrl-C stops and still writ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 from infkit.bench import loadgen, report
 from infkit.bench.machine import machine_info
 from infkit.bench.runner import LevelSpec, sweep
+from infkit.serve import server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,8 +84,8 @@ def main(argv=None) -> int:
     if missing or not images:
         return fail(f"image(s) not found: {', '.join(missing) or '(none given)'}")
     token = args.token
-    if token is None and args.key_file.is_file():
-        token = json.loads(args.key_file.read_text()).get("inference", {}).get("key")
+    if token is None:
+        token = server.inference_token(args.key_file)
     model = url.path.rstrip("/").rsplit("/", 1)[-1] if "/predictions/" in url.path else None
     metrics_url = args.metrics_url or f"{url.scheme}://{url.hostname}:8082/metrics"
     if metrics_url == "none":

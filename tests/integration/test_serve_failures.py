@@ -2,14 +2,15 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
+from infkit.compile import manifest as mf
 from infkit.compile import run as compile_stage
 from infkit.errors import InfkitError
+from infkit.package.run import archiver_command
 from infkit.serve import server
 from infkit.utils.compose import compose_config
 
@@ -25,12 +26,9 @@ def test_tampered_artifact_fails_start_with_the_reason(tiny_trained, tmp_path):
     artifact.write_bytes(artifact.read_bytes() + b"\0")  # the manifest's sha256 no longer matches
     store = tmp_path / "store"
     store.mkdir()
-    subprocess.run([str(Path(sys.executable).with_name("torch-model-archiver")), "--model-name", "tampered",
-                    "--version", "1.0", "--serialized-file", str(artifact),
-                    "--handler", str(ROOT / "handlers/infkit_handler.py"),
-                    "--extra-files", f"{out / 'manifest.json'},{out / 'digits_resnet18.eager.pt'}",
-                    "--config-file", str(ROOT / "handlers/model-config.yaml"), "--export-path", str(store)],
-                   check=True, capture_output=True)
+    # the archiver as src/package.py calls it, minus package.py's own sha256 check
+    cmd = archiver_command("tampered", "1.0", out, mf.read(out), ROOT / "handlers/model-config.yaml", store)
+    subprocess.run(cmd, check=True, capture_output=True)
     srv = OmegaConf.to_container(compose_config("serve", [], tmp_path).serve.server, resolve=True)
     srv.update(server.free_ports(), start_timeout=120)
     state_dir = tmp_path / "state"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from infkit.serve.server import inference_token
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
@@ -52,7 +53,6 @@ def live(request) -> LiveServer:
     if not images:
         pytest.fail(f"no test images in {RESOURCES / dataset}; pass --dataset <folder under tests/resources>")
     token = opt("--token")
-    key_file = Path(opt("--key_file"))
-    if token is None and key_file.is_file():
-        token = json.loads(key_file.read_text())["inference"]["key"]
+    if token is None:
+        token = inference_token(Path(opt("--key_file")))
     return LiveServer(host, model, opt("--http_port"), opt("--grpc_port"), opt("--metrics_port"), token, images)

@@ -63,13 +63,20 @@ def urls(server: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def read_keys(state_dir: Path) -> dict[str, str]:
-    """{'inference': key, 'management': key} from TorchServe's key file ({} when token auth is off)."""
-    path = Path(state_dir) / KEY_FILE
-    if not path.is_file():
+def read_keys(key_file: Path) -> dict[str, str]:
+    """{'inference': key, 'management': key} from TorchServe's key file; {} when there is none (token
+    auth off) or it is not fully written yet."""
+    try:
+        data = json.loads(Path(key_file).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    data = json.loads(path.read_text())
-    return {kind: data[kind]["key"] for kind in ("inference", "management") if kind in data}
+    return {kind: data[kind]["key"] for kind in ("inference", "management")
+            if isinstance(data.get(kind), dict) and "key" in data[kind]}
+
+
+def inference_token(key_file: Path) -> str | None:
+    """The inference key clients send as `Authorization: Bearer <key>`, or None."""
+    return read_keys(key_file).get("inference")
 
 
 def auth_header(key: str | None) -> dict[str, str]:
@@ -227,7 +234,7 @@ def start(server: Mapping[str, Any], model_store: Path, state_dir: Path, models:
             stop(state_dir)
             raise InfkitError(f"models {', '.join(sorted(pending))} had no READY worker after "
                               f"{server.get('start_timeout', 240)} s; TorchServe stopped. From its logs:\n{errors}")
-        keys = read_keys(state_dir)
+        keys = read_keys(state_dir / KEY_FILE)
         if server.get("token_auth", True) and not keys:
             time.sleep(0.5)
             continue
@@ -272,7 +279,7 @@ def status(state_dir: Path) -> dict:
     state = _state(Path(state_dir))
     if not state or not _group_alive(int(state["pgid"])):
         return {"running": False, "state_dir": str(state_dir)}
-    keys = read_keys(Path(state_dir))
+    keys = read_keys(Path(state_dir) / KEY_FILE)
     models = {}
     for name in state["models"]:
         try:
