@@ -6,7 +6,6 @@ train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -85,11 +84,8 @@ def run(root: Path = Path("logs/demo")) -> dict:
         for pkg in packaged.values():
             print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
                   flush=True)
-            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
-                   "--public_ip", "127.0.0.1", "--model", pkg.model_name, "--dataset", "digits",
-                   "--http_port", str(srv["inference_port"]), "--grpc_port", str(srv["grpc_inference_port"]),
-                   "--metrics_port", str(srv["metrics_port"]), "--key_file", state["key_file"]]
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            proc = subprocess.run(server.live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=REPO,
+                                  capture_output=True, text=True)
             summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
             live_results[pkg.model_name] = (proc.returncode, summary)
             print(f"      {summary}")
@@ -102,8 +98,8 @@ def run(root: Path = Path("logs/demo")) -> dict:
     print()
     print(_table(rows, ["backend", "artifact", "size", "parity vs eager", "1-image latency p50/p90 ms"]))
     print()
-    print(_table([[name, str(packaged[b].mar), "passed" if live_results[name][0] == 0 else "FAILED",
-                   live_results[name][1]] for b, name in ((b, packaged[b].model_name) for b in packaged)],
+    print(_table([[pkg.model_name, str(pkg.mar), "passed" if live_results[pkg.model_name][0] == 0 else "FAILED",
+                   live_results[pkg.model_name][1]] for pkg in packaged.values()],
                  ["model", "archive", "live tests", "pytest summary"]))
     print(f"\ntest metrics:  {trained.metrics_path}")
     for backend, result in compiled.items():

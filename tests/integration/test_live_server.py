@@ -61,10 +61,8 @@ def running_server(digits_trained, tmp_path_factory):
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/test_serve"),
-           "--public_ip", "127.0.0.1", "--model", running_server["models"][backend], "--dataset", "digits",
-           "--http_port", str(srv["inference_port"]), "--grpc_port", str(srv["grpc_inference_port"]),
-           "--metrics_port", str(srv["metrics_port"]), "--key_file", running_server["state"]["key_file"]]
+    cmd = server.live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
+                                    tests_dir=ROOT / "tests/test_serve")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -83,6 +83,15 @@ def auth_header(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def live_tests_command(server: Mapping[str, Any], model: str, key_file: str | Path, dataset: str = "digits",
+                       tests_dir: str | Path = "tests/test_serve") -> list[str]:
+    """`pytest --public_ip ... tests/test_serve` against this server, as a user would run it."""
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir),
+            "--public_ip", server["address"], "--model", model, "--dataset", dataset,
+            "--http_port", str(server["inference_port"]), "--grpc_port", str(server["grpc_inference_port"]),
+            "--metrics_port", str(server["metrics_port"]), "--key_file", str(key_file)]
+
+
 # -- process state -------------------------------------------------------------------------------
 def _state(state_dir: Path) -> dict | None:
     path = Path(state_dir) / STATE_FILE
