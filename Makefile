@@ -1,30 +1,56 @@
-# Every target sets up .venv on first use (and again when pyproject.toml changes).
+# Every target sets up .venv on first use (and again when pyproject.toml or requirements.lock changes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the torch pair the dev environment is locked to (both lie on this project's machines' local disk)
+TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
+# the torch-neuronx 2.9 pairing, for `make test-torch29`
+TORCH29_PAIR := torch==2.9.1 torchvision==0.24.1
+VENV29 ?= .venv-torch29
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast lock test-torch29 clean
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "infkit needs Python 3.11: run make PYTHON=python3.11 ...")'
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the dev environment is locked for Python 3.11 (requirements.lock): run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --progress-bar off -e '.[dev]'
+	$(PY) -m pip install -qq --progress-bar off -r requirements.lock
+	$(PY) -m pip install -qq --progress-bar off --no-deps -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
-# the main job on the embedded default: train digits, compile (torchscript, onnx), summary table
+# the main job on the embedded default: train digits, compile, package, serve, live tests, stop
 demo: setup
 	$(PY) src/demo.py
 
-# the whole suite, including one end-to-end run (train -> compile)
+# the whole suite, including one end-to-end run (train -> compile -> package -> serve -> live tests)
 test: setup
 	$(PY) -m pytest
 
 # without the tests marked slow
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# regenerate requirements.lock (exact pins of the dev environment) from pyproject.toml's ranges, and
+# requirements-sdk.lock: the same pins without torch, torchvision, numpy and torch's CUDA wheels, for environments
+# that bring their own torch (the Neuron SDK's): pip install -c requirements-sdk.lock -e .
+lock: setup
+	$(PY) -m pip install -qq --progress-bar off pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		--no-emit-trusted-host \
+		$(foreach p,$(TORCH_PAIR),--upgrade-package '$(p)') --output-file requirements.lock pyproject.toml
+	$(PY) scripts/sdk_lock.py requirements.lock requirements-sdk.lock
+
+# a second venv with the torch-neuronx pairing (torch 2.9): the fast suite and one train -> compile -> package ->
+# serve round. Not part of `make test`: it downloads about 7 GB.
+test-torch29:
+	$(PYTHON) -m venv $(VENV29)
+	$(VENV29)/bin/python -m pip install -qq --progress-bar off $(TORCH29_PAIR)
+	$(VENV29)/bin/python -m pip install -qq --progress-bar off -c requirements-sdk.lock -e '.[dev]'
+	$(VENV29)/bin/python -c 'import torch, torchvision; assert torch.__version__.startswith("2.9"), torch.__version__; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+	$(VENV29)/bin/python -m pytest -m "not slow" -p no:cacheprovider
+	$(VENV29)/bin/python -m pytest -p no:cacheprovider tests/integration/test_live_server.py -k "live_suite"
 
 clean:
 	rm -rf logs model_store .pytest_cache
