@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     from infkit.bench import model_bench
     from infkit.train import checkpoint
-    from infkit.train.module import create_network
+    from infkit.model import create_network
 
     if args.ckpt:
         loaded = checkpoint.load(args.ckpt)
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     else:
         size = list(args.input_size or [3, 224, 224])
         name, classes = args.model, args.num_classes
-        net = create_network(name, classes, size[0]).eval()
+        net = create_network(name, classes, size[0], exportable=True).eval()
     threads = args.threads or len(os.sched_getaffinity(0))
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     result = model_bench.run(net, name, classes, size, sorted(set(args.batch_sizes)), out, threads,

@@ -17,7 +17,7 @@ from infkit.compile import parity
 from infkit.compile.registry import BACKENDS, get_backend
 from infkit.bench.machine import machine_info
 from infkit.errors import InfkitError
-from infkit.train.checkpoint import save_eager
+from infkit.model import save_eager
 
 
 def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[int], out_dir: Path,

@@ -27,7 +27,7 @@ def main(spec: dict) -> dict:
     c, h, w = spec["input_size"]
     # import the libraries first: what is measured is the model, not the import of its runtime
     from infkit.compile.registry import get_backend
-    from infkit.train.checkpoint import load_eager
+    from infkit.model import load_eager
 
     backend = None if spec["backend"] == "eager" else get_backend(spec["backend"])
     if backend is not None:

@@ -14,6 +14,7 @@ from infkit.compile import manifest as mf
 from infkit.compile import parity
 from infkit.compile.registry import resolve_backend
 from infkit.errors import InfkitError
+from infkit.model import save_eager
 from infkit.train import checkpoint
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def run(cfg: DictConfig) -> CompileResult:
             compiled[size] = fn
 
     # eager weights travel too: explanations (Captum) need a model that can back-propagate
-    eager_path = checkpoint.save_eager(net, hp["model_name"], hp["num_classes"], hp.get("in_chans", 3),
+    eager_path = save_eager(net, hp["model_name"], hp["num_classes"], hp.get("in_chans", 3),
                                        out_dir / f"{name}.eager.pt")
 
     report = parity.check(net, compiled, images, labels)

@@ -8,7 +8,7 @@ import torch
 
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
-from infkit.train.checkpoint import load_eager
+from infkit.model import load_eager
 
 
 class Explainer:

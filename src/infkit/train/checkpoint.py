@@ -1,4 +1,4 @@
-"""Read a Lightning checkpoint written by src/train.py back into a plain timm network."""
+"""Read a Lightning checkpoint written by src/train.py back into a plain timm network (built for export)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from infkit.errors import InfkitError
-from infkit.train.module import create_network
+from infkit.model import create_network
 
 
 @dataclass
@@ -45,7 +45,7 @@ def load(path: str | Path | None, expect_model: str | None = None, expect_classe
     if expect_input_size is not None and hp.get("input_size") and list(hp["input_size"]) != list(expect_input_size):
         raise InfkitError(f"checkpoint {p.name} was trained on inputs {hp['input_size']}, the config says "
                           f"{list(expect_input_size)}; pass data.input_size={hp['input_size']}")
-    net = create_network(model_name, num_classes, int(hp.get("in_chans", 3)))
+    net = create_network(model_name, num_classes, int(hp.get("in_chans", 3)), exportable=True)
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(state, strict=True)
@@ -53,18 +53,3 @@ def load(path: str | Path | None, expect_model: str | None = None, expect_classe
         raise InfkitError(f"checkpoint {p.name} does not fit {model_name} with {num_classes} classes "
                           f"({str(exc).splitlines()[0]})") from None
     return LoadedCheckpoint(net=net.eval(), hparams=hp, path=p)
-
-
-def save_eager(net: torch.nn.Module, model_name: str, num_classes: int, in_chans: int, path: Path) -> Path:
-    """The plain network weights with what rebuilds it: the `.eager.pt` that travels beside artifacts."""
-    torch.save({"model_name": model_name, "num_classes": int(num_classes), "in_chans": int(in_chans),
-                "state_dict": net.state_dict()}, path)
-    return Path(path)
-
-
-def load_eager(path: Path) -> torch.nn.Module:
-    """A network written by save_eager, in eval mode."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    net = create_network(saved["model_name"], saved["num_classes"], saved["in_chans"])
-    net.load_state_dict(saved["state_dict"])
-    return net.eval()

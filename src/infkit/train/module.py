@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-
 import lightning as L
-import timm
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from infkit.errors import InfkitError
-
-
-def create_network(model_name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
-    """timm.create_model with a clear error for an unknown name."""
-    if not timm.is_model(model_name):
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f" (close: {', '.join(close)})" if close else ""
-        raise InfkitError(f"unknown timm model {model_name!r}{hint}; see timm.list_models()")
-    return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+from infkit.model import create_network
 
 
 class ImageClassifier(L.LightningModule):
