@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=port_number, default=9010, help="HTTP port for /metrics (default 9010)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+                   help="address to listen on (default 127.0.0.1: loopback only, for a Prometheus on this host)")
     p.add_argument("--input", default="-", help="neuron-monitor's output: a file (followed) or - for stdin (default)")
     return p
 
