@@ -118,6 +118,32 @@ def test_an_idle_report_with_nulls_and_missing_groups_parses_to_empty_parts():
     assert rep.instance["instance_type"] == "inf2.xlarge" and rep.instance["region"] == ""
 
 
+def test_wrong_types_inside_a_report_are_dropped_not_raised():
+    doc = {"neuron_runtime_data": [
+        "not an object",
+        {"pid": "12", "neuron_runtime_tag": None, "report": {
+            "neuroncore_counters": {"period": "1s", "neuroncores_in_use": {"0": {"neuroncore_utilization": "42"},
+                                                                         "1": 7, "2": {"neuroncore_utilization": 5}}},
+            "execution_stats": {"error_summary": [1, 2], "execution_summary": {"completed": True, "timed_out": 2},
+                                "latency_stats": {"total_latency": {"p50": None, "p99": 0.5}}},
+            "memory_used": {"neuron_runtime_used_bytes": {"host": "lots", "neuron_device": 10,
+                                                          "usage_breakdown": {"neuroncore_memory_usage": [1]}}},
+            "neuron_runtime_vcpu_usage": None}}],
+        "system_data": {"memory_info": "n/a", "vcpu_usage": {"usage_data": []},
+                        "neuron_hw_counters": {"neuron_devices": {"0": 1}}},
+        "instance_info": ["inf2"]}
+    rep = parse_report(doc)
+    (rt,) = rep.runtimes
+    assert rt.tag == "unknown" and rt.utilization == {"2": 5.0} and rt.total_latency == {"p99": 0.5}
+    assert rt.status == {"timed_out": 2.0} and rt.errors == {} and rt.core_memory == {} and rt.vcpu == {}
+    assert (rt.host_bytes, rt.device_bytes) == (None, 10.0) and rep.period is None and rep.ecc == []
+    assert rep.instance["instance_type"] == "" and rep.vcpu_count is None
+    exp = prometheus.Exporter()
+    exp.update(rep)
+    assert value(parse_exposition(exp.render()), "neuroncore_utilization_ratio", neuroncore=2) == 0.05
+    assert summary.summarize([rep])["total_latency_s"] == {"p99": 0.5}
+
+
 @pytest.mark.parametrize("bad, reason", [
     ("{not json", "not JSON"),
     ('{"neuron_runtime_data": [', "not JSON"),

@@ -73,7 +73,9 @@ def _runtime(entry: dict, periods: list[float]) -> Runtime:
     report = _obj(entry, "report")
     pid = entry.get("pid") if isinstance(entry.get("pid"), int) else None
     tag = entry.get("neuron_runtime_tag")
-    rt = Runtime(tag=str(tag) if tag not in (None, "") else str(pid), pid=pid, error=str(entry.get("error") or ""))
+    if tag in (None, ""):  # neuron-monitor tags an untagged application with its pid
+        tag = pid if pid is not None else "unknown"
+    rt = Runtime(tag=str(tag), pid=pid, error=str(entry.get("error") or ""))
     for group in report.values():
         if isinstance(group, dict) and _num(group.get("period")) is not None:
             periods.append(float(group["period"]))
