@@ -3,6 +3,7 @@
 closed loop:  python src/utils/benchmark.py --url http://127.0.0.1:8080/predictions/<model> --num_thread 64
 open loop:    python src/utils/benchmark.py --url ... --rate 50 [--arrivals poisson]
 sweep:        python src/utils/benchmark.py --url ... --sweep 1,2,4,8,16      (concurrencies; with --rate: rates)
+Inferentia:   neuron-monitor | python src/utils/benchmark.py --url ... --neuron-monitor -   (or a file it writes to)
 
 Results (JSON, CSV, PNG) land in logs/bench/<time>/. Ctrl-C stops and still writes what was measured.
 """
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics_url", default=None,
                    help="TorchServe metrics URL for the server-side split (default: same host, port 8082; 'none' to skip)")
     p.add_argument("--timeout", type=positive(float), default=60.0, help="per-request timeout in seconds")
+    p.add_argument("--neuron-monitor", dest="neuron_monitor", default=None, metavar="FILE|-",
+                   help="neuron-monitor's JSON stream (a file it writes to, or - for stdin): adds NeuronCore "
+                        "utilisation, memory and runtime latency per level")
     p.add_argument("--out", type=Path, default=Path("logs/bench"), help="results go to <out>/<time>/")
     return p
 
@@ -91,6 +95,16 @@ def main(argv=None) -> int:
     if metrics_url == "none":
         metrics_url = None
 
+    monitor = None
+    if args.neuron_monitor:
+        from infkit.errors import InfkitError
+        from infkit.monitor.stream import Stream
+
+        try:
+            monitor = Stream(args.neuron_monitor, skip_existing=True, option="--neuron-monitor").start()
+        except InfkitError as exc:
+            return fail(str(exc))
+
     target = loadgen.Target(args.url, [Path(p).read_bytes() for p in images], token, args.timeout)
     mode = "open" if args.rate else "closed"
     levels = args.sweep or [args.rate if args.rate else args.num_thread]
@@ -101,6 +115,15 @@ def main(argv=None) -> int:
     out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
     results = sweep(target, specs, metrics_url, model)
+    if monitor:
+        from infkit.monitor import summary as neuron_summary
+
+        try:
+            neuron_summary.attach(results, monitor)
+        except KeyboardInterrupt:
+            print("neuron-monitor: stopped waiting; levels get the reports read so far")
+            neuron_summary.attach(results, monitor, wait=False)
+        monitor.stop()
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "token"}
     config.update(images=[str(p) for p in images], mode=mode, metrics_url=metrics_url)
     paths = report.write_load(out_dir, config, machine_info(), results)
@@ -125,7 +148,13 @@ def main(argv=None) -> int:
             srv = r["server"]
             print(f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
                   f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server")
+        if r.get("neuron"):
+            from infkit.monitor.summary import describe
+
+            print(f"   neuron: {describe(r['neuron'])}")
     print(f"\nresults: {paths['json']}\n         {paths['levels_csv']}\n         {paths['png']}")
+    if "neuron_png" in paths:
+        print(f"         {paths['neuron_png']}")
     return 130 if any(r["interrupted"] for r in results) else 0
 
 

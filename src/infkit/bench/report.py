@@ -1,4 +1,5 @@
-"""Benchmark results to files: JSON (everything), CSV (levels, requests), PNG (curves)."""
+"""Benchmark results to files: JSON (everything), CSV (levels, requests), PNG (curves; neuron.png beside
+neuron-monitor)."""
 
 from __future__ import annotations
 
@@ -40,11 +41,14 @@ def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) 
     doc = {"config": config, "machine": machine,
            "levels": [{k: v for k, v in r.items() if k != "records"} for r in results]}
     paths["json"].write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    neuron = any(r.get("neuron") for r in results)  # run beside neuron-monitor (--neuron-monitor)
+    if neuron:
+        from infkit.monitor.summary import NEURON_COLUMNS, neuron_row, plot_levels
     with open(paths["levels_csv"], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LEVEL_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=LEVEL_COLUMNS + (NEURON_COLUMNS if neuron else []))
         w.writeheader()
         for r in results:
-            w.writerow(level_row(r))
+            w.writerow(level_row(r) | (neuron_row(r) if neuron else {}))
     with open(paths["requests_csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["level", "intended", "start", "end", "latency", "status", "warmup"])
@@ -53,6 +57,9 @@ def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) 
                 w.writerow([r["level"], f"{rec.intended:.6f}", f"{rec.start:.6f}", f"{rec.end:.6f}",
                             f"{rec.latency:.6f}", rec.status, int(rec.warmup)])
     plot_curve(results, paths["png"], machine)
+    if neuron:
+        paths["neuron_png"] = out_dir / "neuron.png"
+        plot_levels(results, paths["neuron_png"], machine)
     return paths
 
 
