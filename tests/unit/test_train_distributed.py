@@ -79,3 +79,16 @@ def test_the_tester_is_one_device_configured_like_the_fit(tmp_path):
     assert tester.world_size == 1 and tester.num_nodes == 1
     assert tester.limit_test_batches == 3
     assert tester.checkpoint_callback is not None  # the configured callbacks, fresh
+
+
+def test_a_torchrun_process_count_that_differs_from_the_config_is_one_line(tmp_path, monkeypatch):
+    # the environment torchrun gives each of 2 processes on one machine; Lightning detects it from these variables
+    for key, value in {"TORCHELASTIC_RUN_ID": "infkit-test", "RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0",
+                       "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_config("train", [*DDP_CPU, "trainer.devices=3"], tmp_path)
+    with pytest.raises(InfkitError, match=r"devices=3.*world size \(2\).*trainer\.devices / trainer\.num_nodes"):
+        fit_trainer(cfg, callbacks=[], loggers=[])
+    cfg = compose_config("train", [*DDP_CPU, "trainer.devices=2"], tmp_path)
+    assert fit_trainer(cfg, callbacks=[], loggers=[]).world_size == 2
