@@ -11,8 +11,10 @@ from infkit.utils.cli import check_group_choices, log, report_errors
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train.yaml")
 @report_errors
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     result = run(cfg)
+    if result is None:  # a distributed run's other processes: rank 0 reports
+        return None
     log.info("best checkpoint: %s", result.best_ckpt)
     log.info("test metrics:    %s (test/acc=%.4f)", result.metrics_path, result.metrics.get("test/acc", float("nan")))
     return result.metrics.get("test/acc")

@@ -42,7 +42,9 @@ class ImageClassifier(L.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, y)
         metric(logits.argmax(dim=1), y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        # under DDP each rank sees part of the data: the epoch loss is averaged over all ranks (sync_dist, weighted
+        # by batch size); a torchmetrics metric syncs its own state across ranks when Lightning computes it
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
