@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from infkit.utils.cli import CONFIG_DIR
+from infkit.resources import config_dir
+
+CONFIG_DIR = config_dir()
 from infkit.utils.compose import compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))

@@ -14,11 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
+from infkit.resources import handler_file
 
 log = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[3]
-HANDLER = REPO / "handlers" / "infkit_handler.py"
 
 
 @dataclass
@@ -33,9 +31,10 @@ def default_model_name(manifest: dict) -> str:
 
 
 def archiver_command(model_name: str, version: str, artifact_dir: Path, manifest: dict, config_file: Path,
-                     export_path: Path, handler: Path = HANDLER) -> list[str]:
+                     export_path: Path, handler: Path | None = None) -> list[str]:
     """The torch-model-archiver call: first artifact as serialized file, the rest as extra files."""
     files = [artifact_dir / e["file"] for e in manifest["artifacts"]]
+    handler = handler or handler_file()
     extra = [*files[1:], artifact_dir / mf.MANIFEST, artifact_dir / mf.INDEX_TO_NAME]
     if manifest.get("eager_weights"):
         extra.append(artifact_dir / manifest["eager_weights"]["file"])

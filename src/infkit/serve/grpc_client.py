@@ -9,13 +9,14 @@ from pathlib import Path
 
 from infkit.errors import InfkitError
 
-PROTO_DIR = Path(__file__).resolve().parents[3] / "proto"
 
-
-def generate_stubs(out_dir: str | Path | None = None, proto_dir: Path = PROTO_DIR):
+def generate_stubs(out_dir: str | Path | None = None, proto_dir: Path | None = None):
     """Compile proto/inference.proto with grpc_tools into out_dir; return (messages, services) modules."""
     from grpc_tools import protoc
 
+    from infkit.resources import proto_dir as default_proto_dir
+
+    proto_dir = Path(proto_dir or default_proto_dir())
     out = Path(out_dir or tempfile.mkdtemp(prefix="infkit-grpc-"))
     out.mkdir(parents=True, exist_ok=True)
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/empty.proto

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infkit.errors import InfkitError
-
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+from infkit.resources import config_dir as config_dir_default
 
 log = logging.getLogger("infkit")
 
@@ -20,8 +19,9 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def check_group_choices(argv: list[str], groups: tuple[str, ...], config_dir: Path = CONFIG_DIR) -> None:
+def check_group_choices(argv: list[str], groups: tuple[str, ...], config_dir: Path | None = None) -> None:
     """`experiment=nope` or `compile=nope` -> one line naming the options, before Hydra starts."""
+    config_dir = Path(config_dir or config_dir_default())
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in groups or value in ("", "null"):

@@ -1,0 +1,40 @@
+"""The one place that knows where infkit's own files are: Hydra configs, the TorchServe handler, the gRPC proto.
+
+They ship inside the package as infkit/_data/ (in a source checkout: links to the repository's configs/, handlers/
+and proto/), so an installed wheel finds them wherever it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infkit.errors import InfkitError
+
+DATA = Path(__file__).resolve().parent / "_data"
+
+
+def data_path(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        raise InfkitError(f"{'/'.join(parts)} is missing from this infkit installation ({DATA}); "
+                          "reinstall infkit, or run from a source checkout")
+    return path
+
+
+def config_dir() -> Path:
+    """configs/: the Hydra config tree every stage composes."""
+    return data_path("configs")
+
+
+def handler_file() -> Path:
+    """handlers/infkit_handler.py: the TorchServe handler packed into every .mar."""
+    return data_path("handlers", "infkit_handler.py")
+
+
+def model_config_file() -> Path:
+    """handlers/model-config.yaml: the model-config for a .mar made by hand with torch-model-archiver."""
+    return data_path("handlers", "model-config.yaml")
+
+
+def proto_dir() -> Path:
+    """proto/: TorchServe's gRPC inference API."""
+    return data_path("proto")
