@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from infkit.serve import server
+from infkit.serve.auth import auth_header, inference_token
 from infkit.serve.overlay import render
 
 
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     if not args.image.is_file():
         print(f"error: --image {str(args.image)!r} does not exist", file=sys.stderr)
         return 2
-    headers = server.auth_header(server.inference_token(Path(args.key_file)))
+    headers = auth_header(inference_token(Path(args.key_file)))
     files = {"data": args.image.read_bytes()}
     if args.target is not None:
         files["target"] = (None, str(args.target))

@@ -6,6 +6,7 @@ train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from infkit.compile import run as compile_stage
 from infkit.compile.registry import get_backend
 from infkit.package import run as package_stage
 from infkit.serve import server
+from infkit.serve.config import ServerConfig
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
 from infkit.utils.timing import latencies
@@ -37,13 +39,22 @@ def single_image_latency_ms(backend_name: str, artifact: Path, example: torch.Te
     return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 90) * 1e3)
 
 
-def _ports(srv: dict) -> dict:
+def _ports(srv: ServerConfig) -> ServerConfig:
     """The configured ports where all are free; else free ones picked by the OS (said aloud)."""
-    if all(server.port_free(srv["address"], int(srv[k])) for k in server.PORT_KEYS):
+    if not srv.busy_ports():
         return srv
-    picked = server.free_ports(srv["address"])
-    print(f"      configured ports are busy; using {picked}")
-    return {**srv, **picked}
+    srv = srv.with_free_ports()
+    print(f"      configured ports are busy; using {srv.ports()}")
+    return srv
+
+
+def live_tests_command(srv: ServerConfig, model: str, key_file: str | Path, dataset: str = "digits",
+                       tests_dir: str | Path = "tests/test_serve") -> list[str]:
+    """`pytest --public_ip ... tests/test_serve` against this server, as a user would run it."""
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir),
+            "--public_ip", srv.address, "--model", model, "--dataset", dataset,
+            "--http_port", str(srv.inference_port), "--grpc_port", str(srv.grpc_inference_port),
+            "--metrics_port", str(srv.metrics_port), "--key_file", str(key_file)]
 
 
 def run(root: Path = Path("logs/demo")) -> dict:
@@ -76,15 +87,15 @@ def run(root: Path = Path("logs/demo")) -> dict:
             "package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package"))
 
     cfg = compose_config("serve", [f"model_store={store}", f"state_dir={out / 'serve'}"], out)
-    srv = _ports(OmegaConf.to_container(cfg.serve.server, resolve=True))
+    srv = _ports(ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True)))
     print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
-    state = server.start(srv, store, out / "serve", min_workers=int(cfg.serve.model.minWorkers))
+    state = server.start(srv, store, out / "serve", strict=True)
     live_results = {}
     try:
         for pkg in packaged.values():
             print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
                   flush=True)
-            proc = subprocess.run(server.live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=REPO,
+            proc = subprocess.run(live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=REPO,
                                   capture_output=True, text=True)
             summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
             live_results[pkg.model_name] = (proc.returncode, summary)

@@ -1,7 +1,8 @@
-"""The one place that knows where infkit's own files are: Hydra configs, the TorchServe handler, the gRPC proto.
+"""The one place that knows where infkit's own files are: Hydra configs, the TorchServe handler, the gRPC proto, and
+the sample images the load tools send by default.
 
-They ship inside the package as infkit/_data/ (in a source checkout: links to the repository's configs/, handlers/
-and proto/), so an installed wheel finds them wherever it runs."""
+They ship inside the package as infkit/_data/ (in a source checkout: links to the repository's configs/, handlers/,
+proto/ and tests/resources/), so an installed wheel finds them wherever it runs."""
 
 from __future__ import annotations
 
@@ -38,3 +39,8 @@ def model_config_file() -> Path:
 def proto_dir() -> Path:
     """proto/: TorchServe's gRPC inference API."""
     return data_path("proto")
+
+
+def sample_images(dataset: str | None = None) -> list[Path]:
+    """The labelled sample images (`<idx>_<label>.png`, one per class) the live tests and load tools use."""
+    return sorted(data_path("images").glob(f"{dataset or '*'}/*.png"))

@@ -19,9 +19,8 @@ from urllib.parse import urlparse
 from infkit.bench import loadgen, report
 from infkit.bench.machine import machine_info
 from infkit.bench.runner import LevelSpec, sweep
-from infkit.serve import server
-
-REPO = Path(__file__).resolve().parents[2]
+from infkit.resources import sample_images
+from infkit.serve.auth import inference_token
 
 
 def parse_levels(text: str) -> list[float]:
@@ -83,13 +82,13 @@ def main(argv=None) -> int:
     url = urlparse(args.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         return fail(f"--url {args.url!r} is not an http URL; e.g. http://127.0.0.1:8080/predictions/<model>")
-    images = args.images or sorted(REPO.glob("tests/resources/*/*.png"))
+    images = args.images or sample_images()
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing or not images:
         return fail(f"image(s) not found: {', '.join(missing) or '(none given)'}")
     token = args.token
     if token is None:
-        token = server.inference_token(args.key_file)
+        token = inference_token(args.key_file)
     model = url.path.rstrip("/").rsplit("/", 1)[-1] if "/predictions/" in url.path else None
     metrics_url = args.metrics_url or f"{url.scheme}://{url.hostname}:8082/metrics"
     if metrics_url == "none":

@@ -13,7 +13,9 @@ from omegaconf import OmegaConf
 
 from infkit.compile import run as compile_stage
 from infkit.package import run as package_stage
+from infkit.demo import live_tests_command
 from infkit.serve import server
+from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,10 +52,10 @@ def running_server(digits_trained, tmp_path_factory):
         else:
             models[backend] = "digits_plain_torchscript"
             plain_archiver(out, models[backend], store)
-    srv = OmegaConf.to_container(compose_config("serve", [], base).serve.server, resolve=True)
-    srv.update(server.free_ports())
+    srv = ServerConfig.from_mapping(OmegaConf.to_container(compose_config("serve", [], base).serve.server,
+                                                           resolve=True)).with_free_ports()
     state_dir = base / "serve"
-    state = server.start(srv, store, state_dir, min_workers=1)
+    state = server.start(srv, store, state_dir)
     yield {"state": state, "server": srv, "models": models, "state_dir": state_dir}
     server.stop(state_dir)
 
@@ -61,7 +63,7 @@ def running_server(digits_trained, tmp_path_factory):
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
-    cmd = server.live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
+    cmd = live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
                                     tests_dir=ROOT / "tests/test_serve")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout[-3000:])
@@ -80,9 +82,9 @@ def _bench(running_server, tmp_path, *extra):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"this is not an image")
     images = sorted((ROOT / "tests/resources/digits").glob("*.png"))[:3] + [bad]
-    url = f"http://127.0.0.1:{srv['inference_port']}/predictions/{running_server['models']['onnx']}"
+    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
     argv = ["--url", url, "--images", *map(str, images), "--warmup", "0", "--interval", "1",
-            "--metrics_url", f"http://127.0.0.1:{srv['metrics_port']}/metrics",
+            "--metrics_url", f"http://127.0.0.1:{srv.metrics_port}/metrics",
             "--key_file", running_server["state"]["key_file"], "--out", str(tmp_path / "bench"), *extra]
     assert cli.main(argv) == 0
     (run_dir,) = (tmp_path / "bench").iterdir()
@@ -134,7 +136,7 @@ def test_ctrl_c_stops_cleanly_and_writes_results(running_server, tmp_path):
     import time
 
     srv = running_server["server"]
-    url = f"http://127.0.0.1:{srv['inference_port']}/predictions/{running_server['models']['onnx']}"
+    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
     proc = subprocess.Popen([sys.executable, str(ROOT / "src/utils/benchmark.py"), "--url", url, "--num_thread", "2",
                              "--warmup", "0", "--duration", "60", "--interval", "1", "--key_file",
                              running_server["state"]["key_file"], "--metrics_url", "none",
@@ -150,6 +152,27 @@ def test_ctrl_c_stops_cleanly_and_writes_results(running_server, tmp_path):
     (run_dir,) = (tmp_path / "bench").iterdir()
     level = json.loads((run_dir / "results.json").read_text())["levels"][0]
     assert level["interrupted"] and level["summary"]["requests"] > 0
+
+
+def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
+    """The soak of docs/reliability.md made short: open loop at 70 % of measured capacity. No speed is asserted;
+    TorchServe's logs must not grow with the traffic (no per-request lines, nothing written twice)."""
+    from infkit.bench import loadgen, soak
+    from infkit.resources import sample_images
+    from infkit.serve.auth import inference_token
+
+    srv = running_server["server"]
+    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
+    target = loadgen.Target(url, [p.read_bytes() for p in sample_images("digits")],
+                            inference_token(running_server["state"]["key_file"]))
+    rate = 0.7 * soak.capacity(target, clients=8, seconds=6, echo=lambda _: None)
+    result = soak.soak(target, running_server["state_dir"], rate, duration=20, window=10, echo=lambda _: None)
+    s = result["summary"]
+    assert s["requests"] > 20 and s["errors"] == 0, s
+    assert [w["window"] for w in result["windows"]] == [1, 2]
+    assert result["memory_mib"]["workers_start"] > 50 and result["memory_mib"]["frontend_end"] > 50
+    assert result["logs"]["bytes_per_request"] < 20, result["logs"]
+    assert "| window |" in soak.markdown(result)
 
 
 # last: it stops the module's server

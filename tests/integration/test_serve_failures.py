@@ -1,39 +1,87 @@
-"""A server whose model cannot load: start fails fast with the worker's reason and leaves nothing behind."""
+"""Models that cannot load: named with the reason within seconds; the good ones beside them are served."""
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from omegaconf import OmegaConf
 
 from infkit.compile import manifest as mf
 from infkit.compile import run as compile_stage
 from infkit.errors import InfkitError
 from infkit.package.run import archiver_command
+from infkit.resources import model_config_file, sample_images
 from infkit.serve import server
+from infkit.serve.auth import auth_header, inference_token
+from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
 
-def test_tampered_artifact_fails_start_with_the_reason(tiny_trained, tmp_path):
-    out = tmp_path / "compiled"
+@pytest.fixture(scope="module")
+def compiled(tiny_trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
     compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}",
-                                               "compile=onnx", "parity.num_images=8"], out))
-    artifact = out / "digits_resnet18.onnx"
-    artifact.write_bytes(artifact.read_bytes() + b"\0")  # the manifest's sha256 no longer matches
-    store = tmp_path / "store"
-    store.mkdir()
-    # the archiver as src/package.py calls it, minus package.py's own sha256 check
-    cmd = archiver_command("tampered", "1.0", out, mf.read(out), ROOT / "handlers/model-config.yaml", store)
-    subprocess.run(cmd, check=True, capture_output=True)
+                                               "compile=onnx", "parity.num_images=8", "parity.min_top1_agreement=0"],
+                                     out))
+    return out
+
+
+def archive(compiled: Path, store: Path, name: str, tamper: bool = False) -> Path:
+    """The archiver as src/package.py calls it (minus package.py's own sha256 check, to let a tampered one in)."""
+    src = compiled
+    if tamper:
+        src = store.parent / f"{name}-artifacts"
+        shutil.copytree(compiled, src)
+        artifact = src / "digits_resnet18.onnx"
+        artifact.write_bytes(artifact.read_bytes() + b"\0")  # the manifest's sha256 no longer matches
+    store.mkdir(exist_ok=True)
+    subprocess.run(archiver_command(name, "1.0", src, mf.read(src), model_config_file(), store), check=True,
+                   capture_output=True)
+    return store / f"{name}.mar"
+
+
+def server_config(tmp_path) -> ServerConfig:
     srv = OmegaConf.to_container(compose_config("serve", [], tmp_path).serve.server, resolve=True)
-    srv.update(server.free_ports(), start_timeout=120)
+    return ServerConfig.from_mapping(srv).with_free_ports().replace(start_timeout=200)
+
+
+def test_one_tampered_model_fails_start_with_the_reason(compiled, tmp_path):
+    archive(compiled, tmp_path / "store", "tampered", tamper=True)
     state_dir = tmp_path / "state"
-    with pytest.raises(InfkitError, match="could not load its model.*sha256"):
-        server.start(srv, store, state_dir)
+    t0 = time.monotonic()
+    with pytest.raises(InfkitError, match="model tampered \\(tampered.mar\\) could not be loaded: .*sha256"):
+        server.start(server_config(tmp_path), tmp_path / "store", state_dir)
+    assert time.monotonic() - t0 < 100, "the failure should be named as soon as the worker reports it"
     assert not server.status(state_dir)["running"]
     assert not (state_dir / "server.json").exists()
-    shutil.rmtree(store)
+
+
+def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(compiled, tmp_path):
+    store = tmp_path / "store"
+    good = archive(compiled, store, "good")
+    archive(compiled, store, "tampered", tamper=True)
+    (store / "truncated.mar").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    srv, state_dir, said = server_config(tmp_path), tmp_path / "state", []
+    t0 = time.monotonic()
+    state = server.start(srv, store, state_dir, log=said.append)  # three models: not strict by default
+    try:
+        assert time.monotonic() - t0 < 100
+        assert state["models"] == ["good"]
+        assert set(state["failed"]) == {"tampered", "truncated"}
+        assert "not a readable model archive" in state["failed"]["truncated"]
+        assert "sha256" in state["failed"]["tampered"]
+        assert any("truncated.mar" in line for line in said) and any("tampered.mar" in line for line in said)
+        image = sample_images("digits")[0]
+        r = requests.post(f"{srv.urls()['inference']}/predictions/good", data=image.read_bytes(),
+                          headers=auth_header(inference_token(state_dir / "key_file.json")), timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop(state_dir)
+    # asked to be strict, the same store is refused before anything starts
+    with pytest.raises(InfkitError, match="cannot serve truncated.mar"):
+        server.start(srv, store, state_dir, strict=True)

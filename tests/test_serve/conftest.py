@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infkit.serve.server import inference_token
+from infkit.serve.auth import auth_header, inference_token
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
@@ -32,7 +32,7 @@ class LiveServer:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_header(self.token)
 
 
 def label_of(path: Path) -> str:

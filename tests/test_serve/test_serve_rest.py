@@ -72,3 +72,61 @@ def test_request_without_token_is_refused(live):
                           headers=headers, timeout=30)
         # TorchServe answers a missing or wrong token with 400 InvalidKeyException
         assert 400 <= r.status_code < 500 and "Token Authorization failed" in r.text, r.text
+
+
+def test_original_request_shape_and_label_rule(live):
+    """The original lightning-hydra-timm live test, in substance: a multipart `data` field posted to
+    /predictions/<model>/1.0, the expected label read as `image.stem[2:]`."""
+    for image in live.images:
+        with open(image, "rb") as f:
+            res = requests.post(f"{live.inference}/predictions/{live.model}/1.0", files={"data": f},
+                                headers=live.headers, timeout=60)
+        top_output = res.json()
+        assert list(top_output.keys())[0] == image.stem[2:], (image.name, top_output)
+
+
+def noise_png(side: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def test_a_large_valid_image_is_answered(live):
+    """8 MB: above TorchServe's own default request limit (6,553,500 bytes), below the handler's 10 MiB."""
+    body = noise_png(1700)
+    assert 6_553_500 < len(body) < 10 * 2**20
+    r = predict(live, body, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_a_too_large_image_gets_the_handlers_json_413(live):
+    body = b"\x89PNG\r\n\x1a\n" + bytes(11 * 2**20)
+    r = predict(live, body, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 413 and "limit" in r.json()["message"], r.text[:300]
+
+
+def test_malformed_json_is_a_400(live):
+    r = predict(live, b'{"data": "unterminated', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"], r.text
+
+
+def test_a_json_list_of_images_gets_one_answer_per_image(live):
+    images = live.images[:3]
+    doc = {"instances": [base64.b64encode(p.read_bytes()).decode() for p in images]}
+    r = predict(live, json.dumps(doc), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    answers = r.json()
+    assert [next(iter(a)) for a in answers] == [label_of(p) for p in images]
+
+
+def test_a_form_encoded_body_is_a_clear_4xx(live):
+    """What `curl --data-binary` sends by default (application/x-www-form-urlencoded) when the body survives
+    TorchServe's form decoder: a 415 that says how to send an image."""
+    r = predict(live, b"a=b&c=d", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "Content-Type" in r.json()["message"], r.text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infkit.serve.decode import ItemError, decode_request, open_image, parse_target
+from infkit.serve.decode import ItemError, decode_request, decode_requests, open_image, parse_target
 from infkit.compile.batching import bucket_for
 from infkit.serve.runtime import threads_per_worker
 
@@ -23,7 +23,8 @@ def encoded(fmt: str, mode: str = "RGB", size=(12, 9)) -> bytes:
 
 
 @pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("PNG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"),
-                                       ("JPEG", "RGB"), ("JPEG", "L"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB")])
+                                       ("JPEG", "RGB"), ("JPEG", "L"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB"),
+                                       ("TIFF", "RGB"), ("TIFF", "L"), ("ICO", "RGBA"), ("PPM", "RGB"), ("TGA", "RGB")])
 def test_formats_and_modes(fmt, mode):
     image = decode_request(encoded(fmt, mode), 10, LABELS).image
     assert image.size == (12, 9)
@@ -47,7 +48,11 @@ def test_raw_multipart_and_json_forms():
     (encoded("PNG")[:40], 400, "corrupt or truncated"),
     ({"body": {"data": "%%%not base64"}}, 400, "base64"),
     ({"body": {"nothing": "here"}}, 400, "no image"),
-    ({"something": b"x"}, 400, "no image"),
+    ({"something": b"x"}, 415, "arrived as form fields"),
+    (b'{"data": "abc"', 400, "not valid JSON"),
+    (b"[1, 2", 400, "not valid JSON"),
+    ({"body": b'  {"data": '}, 400, "not valid JSON"),
+    ({"body": {"instances": []}}, 400, "empty list"),
     ({"data": encoded("PNG"), "target": b"12"}, 400, "out of range"),
     ({"data": encoded("PNG"), "target": b"cat"}, 400, "neither a class index nor a label"),
 ])
@@ -88,3 +93,23 @@ def test_buckets_and_threads():
     assert threads_per_worker(2, cores=2) == 1
     assert threads_per_worker(4, cores=2) == 1
     assert np.prod([threads_per_worker(w, 16) for w in [3]]) * 3 <= 16
+
+
+def test_a_json_list_of_images_is_answered_image_by_image():
+    b64 = [base64.b64encode(encoded("PNG", size=(5 + i, 4))).decode() for i in range(3)]
+    for item in (b64, {"instances": b64}, {"data": b64}, {"instances": [{"b64": b} for b in b64]},
+                 json.dumps({"instances": b64}).encode()):
+        requests, many = decode_requests(item, 10, LABELS)
+        assert many and [r.image.size for r in requests] == [(5, 4), (6, 4), (7, 4)]
+    requests, many = decode_requests(encoded("PNG"), 10, LABELS)
+    assert not many and len(requests) == 1
+
+
+def test_one_bad_image_in_a_list_fails_the_request_and_names_it():
+    good = base64.b64encode(encoded("PNG")).decode()
+    bad = base64.b64encode(b"not an image").decode()
+    with pytest.raises(ItemError) as err:
+        decode_requests({"instances": [good, bad, good]}, 10, LABELS)
+    assert err.value.status == 415 and err.value.message.startswith("image 1 of 3:")
+    with pytest.raises(ItemError, match="2 images in one request"):
+        decode_request([good, good], 10, LABELS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import requests
 
 from infkit.bench.stats import Record
+from infkit.serve.auth import auth_header
 
 
 @dataclass
@@ -27,8 +28,7 @@ class Target:
     def session(self) -> requests.Session:
         s = requests.Session()
         s.headers["Content-Type"] = "application/octet-stream"
-        if self.token:
-            s.headers["Authorization"] = f"Bearer {self.token}"
+        s.headers.update(auth_header(self.token))
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         s.mount("http://", adapter)
         s.mount("https://", adapter)

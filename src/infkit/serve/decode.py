@@ -12,10 +12,18 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+# formats Pillow decodes in pure Python or its own C decoders (none hands the bytes to an outside program, as EPS
+# does to Ghostscript); JPEG includes the multi-picture JPEGs (MPO) cameras write
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "ICO", "PPM", "TGA")
+FORMAT_NAMES = "PNG, JPEG, BMP, GIF, WebP, TIFF, ICO, PPM or TGA"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # keys a client may put the image under: raw body, multipart field names, JSON fields
 IMAGE_KEYS = ("data", "body", "image", "file", "instances", "b64")
+# JSON keys that hold a list of images, each answered in turn
+LIST_KEYS = ("instances", "images")
+FORM_HINT = ("send the image bytes with Content-Type application/octet-stream or image/* (curl -T img.png URL, or "
+             "curl -H 'Content-Type: image/png' --data-binary @img.png URL), or as a multipart field 'data' "
+             "(curl -F data=@img.png URL)")
 
 
 class ItemError(Exception):
@@ -42,25 +50,38 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _from_json(doc: Any) -> tuple[bytes, dict[str, Any]]:
-    if isinstance(doc, list) and doc:
-        doc = doc[0]
+def _image_value(value: Any) -> bytes:
+    if isinstance(value, dict):  # {"b64": ...} / {"data": ...}
+        value = value.get("b64", value.get("data"))
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return _b64(value)
+    raise ItemError(400, "an image in the JSON body is not a base64 string")
+
+
+def _from_json(doc: Any) -> tuple[list[bytes], dict[str, Any], bool]:
+    """(images, other fields, whether the client sent a list) from a parsed JSON body."""
+    if isinstance(doc, list):
+        return _images_of_list(doc), {}, True
     if isinstance(doc, str):
-        return _b64(doc), {}
+        return [_b64(doc)], {}, False
     if not isinstance(doc, dict):
         raise ItemError(400, "JSON body must be an object like {\"data\": \"<base64 image>\"}")
-    for key in IMAGE_KEYS:
+    fields = {k: v for k, v in doc.items() if k not in IMAGE_KEYS and k not in LIST_KEYS}
+    for key in IMAGE_KEYS + LIST_KEYS:
         if key in doc:
             value = doc[key]
-            if isinstance(value, list) and value:
-                value = value[0]
-            if isinstance(value, dict):  # {"instances": [{"b64": ...}]} / {"data": {"b64": ...}}
-                value = value.get("b64", value.get("data"))
-            if isinstance(value, (bytes, bytearray)):
-                return bytes(value), doc
-            if isinstance(value, str):
-                return _b64(value), doc
+            if isinstance(value, list):
+                return _images_of_list(value), fields, True
+            return [_image_value(value)], fields, False
     raise ItemError(400, f"JSON body has no image: put base64 image bytes under one of {', '.join(IMAGE_KEYS)}")
+
+
+def _images_of_list(values: list) -> list[bytes]:
+    if not values:
+        raise ItemError(400, "the JSON body holds an empty list of images")
+    return [_image_value(v) for v in values]
 
 
 def _b64(text: str) -> bytes:
@@ -72,51 +93,56 @@ def _b64(text: str) -> bytes:
         raise ItemError(400, "image field is not valid base64") from None
 
 
-def payload(item: Any) -> tuple[bytes, dict[str, Any]]:
-    """The image bytes of one request item and any JSON/multipart fields that came with it."""
+def payloads(item: Any) -> tuple[list[bytes], dict[str, Any], bool]:
+    """The image bytes of one request item (several when the client sent a JSON list), any JSON/multipart fields
+    that came with them, and whether the client sent a list (then the answer is a list too)."""
     fields: dict[str, Any] = {}
     raw: Any = item
     if isinstance(item, dict):
         fields = {k: v for k, v in item.items() if k not in IMAGE_KEYS}
         raw = next((item[k] for k in IMAGE_KEYS if k in item and item[k] is not None), None)
         if raw is None:
-            raise ItemError(400, "request has no image: send the bytes as the body or as a multipart field "
-                                 "named 'data'")
+            if fields:  # TorchServe decoded a form body into fields: the bytes are gone
+                raise ItemError(415, "the body arrived as form fields (Content-Type application/x-www-form-"
+                                     "urlencoded, which curl --data-binary sends unless told otherwise); " + FORM_HINT)
+            raise ItemError(400, "request has no image: " + FORM_HINT)
     if isinstance(raw, (dict, list)):  # TorchServe already parsed an application/json body
-        data, doc = _from_json(raw)
-        return data, {**fields, **{k: v for k, v in (doc or {}).items() if k not in IMAGE_KEYS}}
+        images, doc_fields, many = _from_json(raw)
+        return images, {**fields, **doc_fields}, many
     if isinstance(raw, str):
         raw = raw.encode()
     if not isinstance(raw, (bytes, bytearray)):
         raise ItemError(400, f"unsupported request body of type {type(raw).__name__}")
     data = bytes(raw)
     stripped = data.lstrip()
-    if stripped[:1] in (b"{", b"["):
+    if stripped[:1] in (b"{", b"["):  # no image format starts like this: it is JSON, or a mistake
         try:
             doc = json.loads(stripped)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            doc = None
-        if doc is not None:
-            data, extra = _from_json(doc)
-            fields.update({k: v for k, v in extra.items() if k not in IMAGE_KEYS})
-    return data, fields
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ItemError(400, f"the body is not valid JSON ({exc}); send {{\"data\": \"<base64 image>\"}} "
+                                 "or the image bytes themselves") from None
+        images, doc_fields, many = _from_json(doc)
+        return images, {**fields, **doc_fields}, many
+    return [data], fields, False
 
 
 def looks_like_image(data: bytes) -> bool:
     """True when the bytes start like one of the accepted formats."""
-    return (data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a"))
+    return (data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*",
+                             b"\x00\x00\x01\x00", b"P3", b"P5", b"P6"))
             or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
 
 
 def open_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     """Decode image bytes, keeping PIL's decompression-bomb guard (its warning counts as an error)."""
     if not data:
-        raise ItemError(400, "empty request body: send image bytes (PNG, JPEG, BMP, GIF or WebP)")
+        raise ItemError(400, f"empty request body: send image bytes ({FORMAT_NAMES})")
     if len(data) > max_bytes:
         raise ItemError(413, f"image is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.init()  # registers every plugin FORMATS names (idempotent; Pillow preloads only the common five)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -124,7 +150,7 @@ def open_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     except UnidentifiedImageError:
         if looks_like_image(data):
             raise ItemError(400, f"image is corrupt or truncated ({len(data)} bytes of a known format)") from None
-        raise ItemError(415, f"not a decodable image ({len(data)} bytes); send PNG, JPEG, BMP, GIF or WebP") from None
+        raise ItemError(415, f"not a decodable image ({len(data)} bytes); send {FORMAT_NAMES}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(400, f"image is corrupt or truncated ({exc})") from None
     except Exception as exc:  # hostile files reach corners of the decoders: answer, never crash the worker
@@ -150,8 +176,26 @@ def parse_target(value: Any, num_classes: int, labels: list[str]) -> int | None:
     return idx
 
 
-def decode_request(item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES) -> Request:
-    data, fields = payload(item)
-    image = open_image(data, max_bytes)
+def decode_requests(item: Any, num_classes: int, labels: list[str],
+                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Request], bool]:
+    """The images of one request item and whether the client sent a list (answered with a list, one answer per
+    image). One bad image in a list fails the whole request with a 4xx naming it: never a partial answer."""
+    images, fields, many = payloads(item)
     target = parse_target(fields.get("target"), num_classes, labels)
-    return Request(image=image, target=target, options=fields)
+    requests = []
+    for k, data in enumerate(images):
+        try:
+            requests.append(Request(image=open_image(data, max_bytes), target=target, options=fields))
+        except ItemError as err:
+            if not many:
+                raise
+            raise ItemError(err.status, f"image {k} of {len(images)}: {err.message}") from None
+    return requests, many
+
+
+def decode_request(item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES) -> Request:
+    """The one image of a request item (a list of several is a 400 here)."""
+    requests, _ = decode_requests(item, num_classes, labels, max_bytes)
+    if len(requests) != 1:
+        raise ItemError(400, f"{len(requests)} images in one request; send one")
+    return requests[0]

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from infkit.errors import InfkitError
+from infkit.serve.auth import auth_header
 
 
 def generate_stubs(out_dir: str | Path | None = None, proto_dir: Path | None = None):
@@ -36,7 +37,8 @@ class PredictionClient:
         self.pb2, pb2_grpc = generate_stubs(stubs_dir)
         self.channel = grpc.insecure_channel(target)
         self.stub = pb2_grpc.InferenceAPIsServiceStub(self.channel)
-        self.metadata = [("authorization", f"Bearer {token}")] if token else []
+        # gRPC metadata keys are lower-case
+        self.metadata = [(k.lower(), v) for k, v in auth_header(token).items()]
 
     def ping(self, timeout: float = 10) -> str:
         from google.protobuf import empty_pb2

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from infkit.serve.decode import DEFAULT_MAX_BYTES, ItemError, decode_request
+from infkit.serve.decode import DEFAULT_MAX_BYTES, ItemError, decode_requests
 from infkit.serve.runtime import ServedModel
 
 log = logging.getLogger(__name__)
@@ -36,34 +36,39 @@ class Service:
             self._explainer = Explainer(self.model.directory, self.model.manifest, n_steps=self.explain_steps)
         return self._explainer
 
-    def _prepare(self, item: Any) -> tuple[torch.Tensor, int | None]:
+    def _prepare(self, item: Any) -> tuple[list[torch.Tensor], list[int | None], bool]:
         labels = self.model.labels
-        request = decode_request(item, len(labels), labels, self.max_image_bytes)
+        requests, many = decode_requests(item, len(labels), labels, self.max_image_bytes)
         try:
-            return self.transform(request.image), request.target
+            return [self.transform(r.image) for r in requests], [r.target for r in requests], many
         except (OSError, ValueError) as exc:  # e.g. truncated data PIL only notices while converting
             raise ItemError(400, f"image could not be converted ({exc})") from None
 
     def handle(self, items: Sequence[Any], explain: Sequence[bool], set_status: SetStatus) -> list[Any]:
-        """One response per item: top-k dicts (or attributions), or an error body with a 4xx status."""
+        """One response per item: top-k dicts (or attributions) — a list of them when the item held a list of
+        images — or an error body with a 4xx status. All images of the batch go through the model in one call."""
         responses: list[Any] = [None] * len(items)
-        predict, explain_ids, tensors, targets = [], [], {}, {}
+        prepared: dict[int, tuple[list[torch.Tensor], list[int | None], bool]] = {}
         for i, item in enumerate(items):
             try:
-                tensors[i], targets[i] = self._prepare(item)
+                prepared[i] = self._prepare(item)
             except ItemError as err:
                 set_status(err.status, err.phrase, i)
                 responses[i] = err.body()
+        for wanted in (False, True):
+            ids = [i for i in prepared if bool(explain[i]) == wanted]
+            if not ids:
                 continue
-            (explain_ids if explain[i] else predict).append(i)
-        if predict:
-            results = self.model.top_k(torch.stack([tensors[i] for i in predict]), self.topk)
-            for i, result in zip(predict, results):
-                responses[i] = result
-        if explain_ids:
-            x = torch.stack([tensors[i] for i in explain_ids])
-            out = self.explainer.explain(x, [targets[i] for i in explain_ids])
-            labels = self.model.labels
-            for i, result in zip(explain_ids, out):
-                responses[i] = {"label": labels[result["target"]], **result}
+            x = torch.stack([t for i in ids for t in prepared[i][0]])
+            if wanted:
+                labels = self.model.labels
+                out = [{"label": labels[r["target"]], **r}
+                       for r in self.explainer.explain(x, [t for i in ids for t in prepared[i][1]])]
+            else:
+                out = self.model.top_k(x, self.topk)
+            start = 0
+            for i in ids:
+                n, many = len(prepared[i][0]), prepared[i][2]
+                responses[i] = out[start:start + n] if many else out[start]
+                start += n
         return responses

@@ -1,0 +1,169 @@
+"""TorchServe's server settings as one typed object: addresses, ports, limits, logs; config.properties from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from infkit.errors import InfkitError
+
+PORT_KEYS = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """`serve.server` of configs/serve/default.yaml, checked once (a wrong key or value names the fix)."""
+
+    address: str = "127.0.0.1"
+    inference_port: int = 8080
+    management_port: int = 8081
+    metrics_port: int = 8082
+    grpc_inference_port: int = 7070
+    grpc_management_port: int = 7071
+    token_auth: bool = True
+    token_expiration_min: int = 1440
+    model_api: bool = False
+    start_timeout: float = 240.0
+    java_heap: str = "1g"
+    #: largest request body TorchServe accepts; null: room for the largest image the handler accepts, in any encoding
+    max_request_size: int | None = None
+    max_response_size: int = 16 * MIB
+    #: TorchServe's own log level (INFO: no per-request lines); each log rotates at log_file_mb, log_files kept
+    log_level: str = "INFO"
+    log_file_mb: int = 10
+    log_files: int = 5
+    access_log: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InfkitError(f"unknown serve.server key(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        out = {}
+        for key, value in values.items():
+            kind = known[key].type
+            if value is None or kind in ("str",):
+                out[key] = value if value is None else str(value)
+                continue
+            try:
+                out[key] = _convert(value, kind)
+            except (TypeError, ValueError):
+                raise InfkitError(f"serve.server.{key}={value!r} is not a valid {kind.split(' ')[0]}") from None
+        config = cls(**out)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        for key in PORT_KEYS:
+            port = getattr(self, key)
+            if not 0 < port < 65536:
+                raise InfkitError(f"serve.server.{key}={port} is not a TCP port; choose 1024-65535")
+        if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR"):
+            raise InfkitError(f"serve.server.log_level={self.log_level!r}; choose DEBUG, INFO, WARN or ERROR")
+        if self.log_file_mb < 1 or self.log_files < 1:
+            raise InfkitError("serve.server.log_file_mb and log_files must be >= 1")
+
+    def replace(self, **changes) -> ServerConfig:
+        return dataclasses.replace(self, **changes)
+
+    def with_free_ports(self) -> ServerConfig:
+        return self.replace(**free_ports(self.address))
+
+    def ports(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in PORT_KEYS}
+
+    def busy_ports(self) -> list[str]:
+        return [k for k in PORT_KEYS if not port_free(self.address, getattr(self, k))]
+
+    def urls(self) -> dict[str, str]:
+        host = self.address
+        return {
+            "inference": f"http://{host}:{self.inference_port}",
+            "management": f"http://{host}:{self.management_port}",
+            "metrics": f"http://{host}:{self.metrics_port}/metrics",
+            "grpc_inference": f"{host}:{self.grpc_inference_port}",
+        }
+
+    def request_limit(self, max_image_bytes: int) -> int:
+        """max_request_size: the configured one, or room for an image of max_image_bytes sent base64 in JSON
+        (4/3 of it) plus headers and fields, so the handler's own 413 is the answer users see."""
+        if self.max_request_size:
+            return int(self.max_request_size)
+        return -(-int(max_image_bytes) * 4 // 3) + 64 * 1024
+
+    def config_properties(self, model_store: Path, max_image_bytes: int, log_config: Path | None = None) -> str:
+        """config.properties with safe defaults: loopback, token auth, model API off, local archives only."""
+        host, store = self.address, Path(model_store).resolve()
+        vmargs = f"-Xmx{self.java_heap} -XX:+ExitOnOutOfMemoryError"
+        if log_config:
+            vmargs += f" -Dlog4j.configurationFile=file://{Path(log_config).resolve()}"
+        lines = {
+            "inference_address": f"http://{host}:{self.inference_port}",
+            "management_address": f"http://{host}:{self.management_port}",
+            "metrics_address": f"http://{host}:{self.metrics_port}",
+            "grpc_inference_address": host,
+            "grpc_inference_port": self.grpc_inference_port,
+            "grpc_management_address": host,
+            "grpc_management_port": self.grpc_management_port,
+            "model_store": store,
+            "enable_model_api": str(self.model_api).lower(),
+            # only archives from the local model store may ever be registered
+            "allowed_urls": f"file://{store}/.*",
+            "metrics_mode": "prometheus",
+            "disable_token_authorization": str(not self.token_auth).lower(),
+            "token_expiration_min": self.token_expiration_min,
+            "enable_envvars_config": "false",
+            "install_py_dep_per_model": "false",
+            "default_workers_per_model": 1,
+            "max_request_size": self.request_limit(max_image_bytes),
+            "max_response_size": self.max_response_size,
+            "vmargs": vmargs,
+        }
+        return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def _convert(value: Any, kind: str) -> Any:
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(value)
+    if kind.startswith("int"):
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            raise ValueError(value)
+        return int(float(value))
+    if kind.startswith("float"):
+        return float(value)
+    return value
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(host: str = "127.0.0.1") -> dict[str, int]:
+    """One free port for each of PORT_KEYS, picked by the OS."""
+    socks = [socket.socket() for _ in PORT_KEYS]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return {k: s.getsockname()[1] for k, s in zip(PORT_KEYS, socks)}
+    finally:
+        for s in socks:
+            s.close()
