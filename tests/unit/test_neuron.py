@@ -54,7 +54,7 @@ def test_fast_math_and_extra_args_in_order():
 
 def test_trace_kwargs_carry_dynamic_batch_size():
     kw = neuron.trace_kwargs({"pipeline_cores": None, "dynamic_batch_size": True}, 1)
-    assert kw == {"compiler_args": [], "dynamic_batch_size": True}
+    assert kw == {"compiler_args": [], "dynamic_batch_size": True, "fallback": True, "separate_weights": False}
 
 
 def test_registry_names_match_config_names():
