@@ -2,6 +2,7 @@
 
     python src/bench_model.py --ckpt <trained .ckpt>                       # the trained model at its input size
     python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed does not depend on them
+    python src/bench_model.py --ckpt <ckpt> --backends neuronx --data-parallel   # Inf2: also DataParallel, all cores
 
 Writes model_bench.{md,json,png} under logs/bench/<time>/ and prints the table.
 """

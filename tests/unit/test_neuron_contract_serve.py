@@ -157,6 +157,16 @@ def test_the_handler_does_not_use_torchserves_base_handler():
     assert "xla_device" not in source.replace("xm.xla_device()", "") and ".to(" not in source
 
 
+def test_no_neuron_device_type_advice_remains():
+    """TorchServe's deviceType is cpu or gpu; nothing in the docs or configs may suggest deviceType neuron."""
+    import re
+
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "configs").rglob("*.yaml"),
+             *(ROOT / "handlers").glob("*.yaml")]
+    for path in files:
+        assert not re.search(r"deviceType\W{1,4}neuron", path.read_text()), path
+
+
 # -- packaging's check ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("workers, pipeline, cores, warned", [(4, 0, 4, False), (4, 0, 2, True), (2, 0, 2, False),
                                                               (3, 4, 12, False), (4, 4, 12, True)])
