@@ -192,7 +192,8 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname in MODULES:
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=fullname in ("torch_xla", "torch_xla.core"))
+            package = fullname in ("torch_xla", "torch_xla.core")
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=package)
         return None
 
     def create_module(self, spec):

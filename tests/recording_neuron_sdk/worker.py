@@ -3,8 +3,8 @@
     python -m tests.recording_neuron_sdk.worker <model dir extracted from a .mar> <image>
 
 Loads the handler file packed in the model dir and initializes it with what TorchServe passes (model_dir and the
-.mar's model-config.yaml), serves a batch of three copies of one image, and prints one JSON line: the environment each stand-in module saw when
-it was imported, the recorded calls, and the answer."""
+.mar's model-config.yaml), serves a batch of three copies of one image, and prints one JSON line: the environment
+each stand-in module saw when it was imported, the recorded calls, and the answers."""
 
 from __future__ import annotations
 

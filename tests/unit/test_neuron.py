@@ -45,9 +45,9 @@ def test_bad_pipeline_cores_names_the_value(bad):
 
 
 def test_fast_math_and_extra_args_in_order():
-    args = neuron.compiler_args_for(
-        {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout", "compiler_args": ["--verbose", 35]},
-        30_000_000)
+    options = {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout",
+               "compiler_args": ["--verbose", 35]}
+    args = neuron.compiler_args_for(options, 30_000_000)
     assert args == ["--neuroncore-pipeline-cores", "8", "--fast-math", "fp32-cast-matmul", "no-fast-relayout",
                     "--verbose", "35"]
 

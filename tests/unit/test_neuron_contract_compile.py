@@ -211,5 +211,5 @@ def test_the_compile_stage_refuses_an_unknown_key_before_anything_runs(tmp_path)
 
     cfg = compose_config("trace", ["experiment=digits_example", "compile=neuronx", "+compile.fallbak=true",
                                    "ckpt_path=missing.ckpt"], tmp_path)
-    with pytest.raises(InfkitError, match="compile option\\(s\\) fallbak unknown to compile=neuronx; valid: .*fallback"):
+    with pytest.raises(InfkitError, match=r"compile option\(s\) fallbak unknown to compile=neuronx; valid: .*fallback"):
         compile_stage.run(cfg)

@@ -135,7 +135,7 @@ def test_data_parallel_refuses_a_pipelined_model_before_loading(neuron_sdk, neur
 
 
 def test_an_unknown_layout_names_the_valid_ones():
-    with pytest.raises(InfkitError, match="serve.neuron.layout='pipeline' is not valid; use per_worker or data_parallel"):
+    with pytest.raises(InfkitError, match="layout='pipeline' is not valid; use per_worker or data_parallel"):
         neuron_cores.check_layout("pipeline", {"backend": "neuronx"})
 
 
