@@ -6,6 +6,10 @@ Package it with src/package.py, or by hand (see README):
         --extra-files <compile dir>/manifest.json,<compile dir>/digits_resnet18.eager.pt,index_to_name.json \
         --config-file model-config.yaml --export-path model_store
 The server's Python must have infkit installed (pip install -e <repo>).
+
+Deliberately not TorchServe's BaseHandler: that one moves models to xm.xla_device() whenever torch_xla imports (as
+it does beside torch-neuronx). Here tensors stay on the CPU, as a Neuron artifact expects, and a Neuron worker's
+NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; TorchServe has no Neuron device).
 """
 
 from infkit.serve.runtime import threads_per_worker
@@ -25,7 +29,8 @@ class InfkitHandler:
         threads = int(options.get("threads") or threads_per_worker(workers))
         self.service = Service(model_dir, threads=threads, topk=int(options.get("topk", 5)),
                                max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
-                               explain_steps=int(options.get("explain_steps", 32)))
+                               explain_steps=int(options.get("explain_steps", 32)),
+                               neuron_layout=str(options.get("neuron_layout") or "per_worker"))
         self.initialized = True
 
     def handle(self, data, context):

@@ -2,6 +2,7 @@
 
     python src/bench_model.py --ckpt <trained .ckpt>                       # the trained model at its input size
     python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed does not depend on them
+    python src/bench_model.py --ckpt <ckpt> --backends neuronx --data-parallel   # Inf2: also DataParallel, all cores
 
 Writes model_bench.{md,json,png} under logs/bench/<time>/ and prints the table.
 """
@@ -31,6 +32,9 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=200, help="timed calls per batch size, at most")
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per batch size")
     p.add_argument("--out", type=Path, default=Path("logs/bench"))
+    p.add_argument("--data-parallel", action="store_true",
+                   help="Neuron backends also measured in DataParallel over all NeuronCores (rows <backend>+dp; "
+                        "needs torch-neuron or torch-neuronx; neuron is then compiled without pipelining)")
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1:
         p.error(f"--batch-sizes {args.batch_sizes}: give whole numbers >= 1")
@@ -50,7 +54,8 @@ def main(argv=None) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     result = model_bench.run(net, name, classes, size, sorted(set(args.batch_sizes)), out, threads,
-                             backends=args.backends, iterations=args.iterations, max_seconds=args.max_seconds)
+                             backends=args.backends, iterations=args.iterations, max_seconds=args.max_seconds,
+                             data_parallel=args.data_parallel)
     paths = model_bench.write(result, out)
     print()
     print(paths["md"].read_text())

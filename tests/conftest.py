@@ -52,6 +52,32 @@ def digits_trained(tmp_path_factory):
     return train_stage.run(compose_config("train", overrides, out))
 
 
+@pytest.fixture
+def neuron_sdk():
+    """The recording stand-in for torch_neuron / torch_neuronx (tests/recording_neuron_sdk): imported by infkit's
+    lazy SDK import while the test runs, removed after. It records call shapes; it compiles nothing."""
+    from tests.recording_neuron_sdk import install
+
+    sdk, uninstall = install()
+    try:
+        yield sdk
+    finally:
+        uninstall()
+
+
+@pytest.fixture
+def neuron_env():
+    """os.environ without NEURON_RT_NUM_CORES / NEURON_RT_VISIBLE_CORES (no operator setting), restored after."""
+    keys = ("NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES")
+    saved = {k: os.environ.pop(k) for k in keys if k in os.environ}
+    try:
+        yield os.environ
+    finally:
+        for k in keys:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
+
+
 # -- live-server options (tests/test_serve) ------------------------------------------------------
 def pytest_addoption(parser):
     group = parser.getgroup("infkit live server", "tests/test_serve against a running TorchServe")

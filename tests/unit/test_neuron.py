@@ -45,16 +45,16 @@ def test_bad_pipeline_cores_names_the_value(bad):
 
 
 def test_fast_math_and_extra_args_in_order():
-    args = neuron.compiler_args_for(
-        {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout", "compiler_args": ["--verbose", 35]},
-        30_000_000)
+    options = {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout",
+               "compiler_args": ["--verbose", 35]}
+    args = neuron.compiler_args_for(options, 30_000_000)
     assert args == ["--neuroncore-pipeline-cores", "8", "--fast-math", "fp32-cast-matmul", "no-fast-relayout",
                     "--verbose", "35"]
 
 
 def test_trace_kwargs_carry_dynamic_batch_size():
     kw = neuron.trace_kwargs({"pipeline_cores": None, "dynamic_batch_size": True}, 1)
-    assert kw == {"compiler_args": [], "dynamic_batch_size": True}
+    assert kw == {"compiler_args": [], "dynamic_batch_size": True, "fallback": True, "separate_weights": False}
 
 
 def test_registry_names_match_config_names():

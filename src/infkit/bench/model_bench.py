@@ -21,7 +21,8 @@ from infkit.model import save_eager
 
 
 def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[int], out_dir: Path,
-                backends: list[str], echo: Callable[[str], None] = print) -> tuple[dict, dict]:
+                backends: list[str], echo: Callable[[str], None] = print,
+                data_parallel: bool = False) -> tuple[dict, dict]:
     """{backend: [(batch size or None, path)]} for those that compile here; {backend: reason} for the rest."""
     out_dir.mkdir(parents=True, exist_ok=True)
     c, h, w = input_size
@@ -38,7 +39,10 @@ def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[i
         for bs in sizes:
             path = out_dir / (f"model.bs{bs}{backend.suffix}" if bs else f"model{backend.suffix}")
             t0 = time.perf_counter()
-            backend.compile(net, torch.randn(bs or 1, c, h, w), {"batch_sizes": batch_sizes}, path)
+            options = {"batch_sizes": batch_sizes}
+            if data_parallel and name == "neuron":
+                options["pipeline_cores"] = None  # DataParallel replicates whole models: no pipelining
+            backend.compile(net, torch.randn(bs or 1, c, h, w), options, path)
             echo(f"  {name}: compiled {path.name} in {time.perf_counter() - t0:.1f} s")
             artifacts[name].append((bs, path))
         # a quick check that the compiled model computes the same function
@@ -51,6 +55,18 @@ def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[i
     return artifacts, skipped
 
 
+NEURON, DP = ("neuron", "neuronx"), "+dp"
+
+
+def check_data_parallel(backends: list[str]) -> None:
+    """--data-parallel measures the Neuron SDKs' DataParallel: at least one of them must import here."""
+    usable = [b for b in backends if b in NEURON and get_backend(b).unavailable_reason() is None]
+    if not usable:
+        raise InfkitError("--data-parallel measures torch.neuron / torch_neuronx DataParallel, but neither "
+                          f"{' nor '.join(NEURON)} imports here (or is selected with --backends); run it on "
+                          "Inf1/Inf2 in the Neuron environment (docs/inferentia.md)")
+
+
 def measure(spec: dict) -> dict:
     proc = subprocess.run([sys.executable, "-m", "infkit.bench.model_worker", json.dumps(spec)],
                           capture_output=True, text=True)
@@ -61,23 +77,30 @@ def measure(spec: dict) -> dict:
 
 def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: list[int], batch_sizes: list[int],
         out_dir: Path, threads: int, backends: list[str] | None = None, warmup: int = 10, iterations: int = 200,
-        max_seconds: float = 10.0, echo: Callable[[str], None] = print) -> dict:
+        max_seconds: float = 10.0, echo: Callable[[str], None] = print, data_parallel: bool = False) -> dict:
     backends = backends or list(BACKENDS)
+    if data_parallel:
+        check_data_parallel(backends)
     echo(f"compiling {model_name} {input_size} for {', '.join(backends)} ...")
-    artifacts, skipped = compile_all(net, input_size, batch_sizes, out_dir / "artifacts", backends, echo)
+    artifacts, skipped = compile_all(net, input_size, batch_sizes, out_dir / "artifacts", backends, echo,
+                                     data_parallel)
     eager_path = save_eager(net, model_name, num_classes, input_size[0], out_dir / "artifacts" / "model.eager.pt")
     rows = []
     plan = [("eager", [(None, eager_path)])] + list(artifacts.items())
-    for k, (backend, entries) in enumerate(plan, 1):
-        echo(f"[{k}/{len(plan)}] measuring {backend} at batch sizes {batch_sizes} ...")
+    if data_parallel:  # one more row per Neuron backend: its smallest artifact in DataParallel over all cores
+        plan += [(f"{b}{DP}", [(None, e[0][1])]) for b, e in artifacts.items() if b in NEURON]
+    for k, (label, entries) in enumerate(plan, 1):
+        backend = label.removesuffix(DP)
+        echo(f"[{k}/{len(plan)}] measuring {label} at batch sizes {batch_sizes} ...")
         size_bytes = sum(p.stat().st_size for _, p in entries)
         for bs, path in entries:
             sizes = [bs] if bs else batch_sizes
             spec = {"backend": backend, "path": str(path), "input_size": input_size, "batch_sizes": sizes,
-                    "threads": threads, "warmup": warmup, "iterations": iterations, "max_seconds": max_seconds}
+                    "threads": threads, "warmup": warmup, "iterations": iterations, "max_seconds": max_seconds,
+                    "data_parallel": label.endswith(DP)}
             m = measure(spec)
             for r in m["results"]:
-                rows.append({"backend": backend, "batch_size": r["batch_size"], "p50_ms": r["p50_ms"],
+                rows.append({"backend": label, "batch_size": r["batch_size"], "p50_ms": r["p50_ms"],
                              "p90_ms": r["p90_ms"], "throughput_ips": r["throughput_ips"],
                              "iterations": r["iterations"], "artifact_mib": size_bytes / 2**20,
                              "memory_added_mib": m["memory_added_mib"], "load_s": m["load_s"]})

@@ -41,7 +41,9 @@ def main(spec: dict) -> dict:
             with torch.inference_mode():
                 return net(x)
     else:
-        fn = backend.load(spec["path"], threads=int(spec["threads"]))
+        # data_parallel (Neuron backends only): the SDK's DataParallel over every NeuronCore this process sees
+        extra = {"data_parallel": True} if spec.get("data_parallel") else {}
+        fn = backend.load(spec["path"], threads=int(spec["threads"]), **extra)
     fn(torch.randn(1, c, h, w))
     load_s = time.perf_counter() - t0
     loaded = rss_mb()

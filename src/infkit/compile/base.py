@@ -16,6 +16,9 @@ class Backend(Protocol):
     suffix: str
     #: True when an artifact only accepts the batch size it was compiled for
     static_batch: bool
+    #: the keys of configs/compile/<name>.yaml this backend reads (besides backend and batch_sizes); any other key
+    #: is an error naming these (infkit.compile.options)
+    option_names: frozenset[str]
 
     def unavailable_reason(self) -> str | None:
         """None when this backend can compile here, else one line saying what to install."""

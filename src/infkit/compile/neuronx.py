@@ -1,33 +1,74 @@
 """torch-neuronx (Inf2/Trn1, NeuronCore-v2): torch_neuronx.trace -> <name>.neuronx.traced.pt.
 
-Written against the documented torch-neuronx API; the SDK is imported only when this backend is used.
-"""
+Written against the documented torch-neuronx API (torch 2.9 pairing); the SDK is imported only when this backend
+is used."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from infkit.compile._neuron_common import NeuronSDKBackend, sdk_version
+from infkit.compile._neuron_common import NeuronSDKBackend, sdk_version, stop_if_unsupported
 
-SDK = ("torch_neuronx", "neuronx", "torch-neuronx", "Inf2/Trn1; torch 2.x as paired in the Neuron release")
+log = logging.getLogger(__name__)
+
+SDK = ("torch_neuronx", "neuronx", "torch-neuronx", "Inf2/Trn1; torch 2.9 as paired in the Neuron release")
+
+
+def trace_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for torch_neuronx.trace, JSON-ready (fallback becomes a PartitionerConfig at the call)."""
+    kwargs: dict[str, Any] = {
+        "compiler_args": [str(a) for a in options.get("compiler_args") or []] or None,
+        "inline_weights_to_neff": bool(options.get("inline_weights_to_neff", True)),
+    }
+    if options.get("compiler_workdir"):
+        kwargs["compiler_workdir"] = str(options["compiler_workdir"])
+    if options.get("cpu_backend"):
+        kwargs["cpu_backend"] = True
+    return kwargs
 
 
 class NeuronxBackend(NeuronSDKBackend):
     name = "neuronx"
     suffix = ".neuronx.traced.pt"
     sdk = SDK
+    option_names = frozenset({"compiler_args", "compiler_workdir", "inline_weights_to_neff", "dynamic_batch",
+                              "analyze", "fallback", "cpu_backend"})
 
     def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
                 path: Path) -> dict[str, Any]:
         torch_neuronx = self._sdk()
-        compiler_args = [str(a) for a in options.get("compiler_args") or []]
-        traced = torch_neuronx.trace(model, example, compiler_args=compiler_args or None)
+        kwargs = trace_kwargs(options)
+        fallback = bool(options.get("fallback", False))
+        used = {**kwargs, "fallback": fallback, "dynamic_batch": bool(options.get("dynamic_batch", False)),
+                "compiled_batch_size": int(example.shape[0])}
+        if options.get("analyze"):
+            used["analyze"] = self._analyze_once(model, lambda: torch_neuronx.analyze(model, example))
+            stop_if_unsupported(used["analyze"], fallback, self.name)
+        call = dict(kwargs)
+        if fallback:  # the graph partitioner runs unsupported operators on CPU
+            call["partitioner_config"] = torch_neuronx.PartitionerConfig()
+        log.info("torch_neuronx.trace(%s)", ", ".join(f"{k}={v}" for k, v in used.items() if k != "analyze"))
+        traced = torch_neuronx.trace(model, example, **call)
+        if used["dynamic_batch"]:
+            traced = torch_neuronx.dynamic_batch(traced)
         torch.jit.save(traced, str(path))
-        return {"compiler_args": compiler_args}
+        self._compiled_options = used
+        return used
+
+    def _prepare(self, sdk, module, options, data_parallel):
+        if data_parallel:
+            return sdk.DataParallel(module, set_dynamic_batching=True)
+        if options.get("dynamic_batch"):
+            # applied again after loading: the documented call is on the traced module, saving it is not documented
+            module = sdk.dynamic_batch(module)
+        if options.get("inline_weights_to_neff") is False:
+            sdk.move_trace_to_device(module, 0)  # separated weights stay on CPU unless moved (first visible core)
+        return module
 
     def versions(self) -> dict[str, str]:
         return {"torch-neuronx": sdk_version("torch-neuronx"), "neuronx-cc": sdk_version("neuronx-cc")}

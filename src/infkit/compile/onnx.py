@@ -16,6 +16,7 @@ class OnnxBackend:
     name = "onnx"
     suffix = ".onnx"
     static_batch = False
+    option_names = frozenset({"opset"})
 
     def unavailable_reason(self) -> str | None:
         try:

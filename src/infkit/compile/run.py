@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from infkit.compile import manifest as mf
+from infkit.compile import options as opts
 from infkit.compile import parity
 from infkit.compile.registry import resolve_backend
 from infkit.errors import InfkitError
@@ -46,7 +47,10 @@ def _batch_sizes(options: dict) -> list[int]:
 
 def run(cfg: DictConfig) -> CompileResult:
     options = OmegaConf.to_container(cfg.compile, resolve=True)
-    backend = resolve_backend(str(options.pop("backend", "auto")))
+    requested = str(options.pop("backend", "auto"))
+    opts.check(requested, options)  # unknown keys name the valid ones, before any SDK import
+    backend = resolve_backend(requested)
+    options = opts.for_backend(backend, options)
     batch_sizes = _batch_sizes(options)
 
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -62,13 +66,16 @@ def run(cfg: DictConfig) -> CompileResult:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = str(cfg.artifact_name)
-    # static-shape backends: one artifact per batch size (bucketing); the others: one for all
-    buckets = batch_sizes if backend.static_batch and not options.get("dynamic_batch_size") else [None]
+    # static-shape backends: one artifact per batch size (bucketing), or one compiled at the smallest size when the
+    # backend batches dynamically (Neuron's dynamic batch: chunks of that size); the others: one for all
+    dynamic = not backend.static_batch or opts.dynamic_batch(options)
+    buckets = [None] if dynamic else batch_sizes
     compiled, entries, used = {}, [], {}
     for bs in buckets:
-        example = images[: bs or 1]
-        if len(example) < (bs or 1):
-            example = example[:1].expand(bs, *example.shape[1:]).contiguous()
+        n = bs or batch_sizes[0]
+        example = images[:n]
+        if len(example) < n:
+            example = example[:1].expand(n, *example.shape[1:]).contiguous()
         path = artifact_path(out_dir, name, backend.suffix, bs if len(buckets) > 1 else None)
         t0 = time.perf_counter()
         log.info("compiling %s with %s%s ...", cfg.model.model_name, backend.name, f" at batch size {bs}" if bs else "")

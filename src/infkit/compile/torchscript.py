@@ -25,6 +25,7 @@ class TorchScriptBackend:
     name = "torchscript"
     suffix = ".torchscript.pt"
     static_batch = False
+    option_names = frozenset({"freeze", "optimize_for_inference"})
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -6,7 +6,7 @@ import logging
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
 from infkit.resources import handler_file
+from infkit.serve import neuron_cores
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ class PackageResult:
     mar: Path
     model_name: str
     command: list[str]
+    #: what packaging warned about (e.g. more Neuron workers than the instance has NeuronCores)
+    warnings: list[str] = field(default_factory=list)
 
 
 def default_model_name(manifest: dict) -> str:
@@ -62,15 +65,29 @@ def run(cfg: DictConfig) -> PackageResult:
     store = Path(str(cfg.model_store))
     store.mkdir(parents=True, exist_ok=True)
     model_config = OmegaConf.to_container(cfg.serve.model, resolve=True)
+    warnings = neuron_warnings(cfg, manifest, model_config)
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "model-config.yaml"
         config_file.write_text(yaml.safe_dump(model_config, sort_keys=False))
         cmd = archiver_command(name, cfg.version, artifact_dir, manifest, config_file, store)
         log.info("packaging %s (%s) ...", name, manifest["backend"])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise InfkitError(f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}")
     mar = store / f"{name}.mar"
     if not mar.is_file():
         raise InfkitError(f"torch-model-archiver reported success but {mar} is missing")
-    return PackageResult(mar=mar, model_name=name, command=cmd)
+    return PackageResult(mar=mar, model_name=name, command=cmd, warnings=warnings)
+
+
+def neuron_warnings(cfg: DictConfig, manifest: dict, model_config: dict) -> list[str]:
+    """Neuron models: workers x NeuronCores per worker against serve.neuron.cores, and the layout (logged)."""
+    layout = str((model_config.get("handler") or {}).get("neuron_layout", "per_worker"))
+    neuron_cores.check_layout(layout, manifest)  # a bad value or data_parallel for a pipelined model stops here
+    if not neuron_cores.is_neuron(manifest):
+        return []
+    neuron = OmegaConf.to_container(cfg.serve.neuron, resolve=True) if "neuron" in cfg.serve else {}
+    warnings = neuron_cores.packaging_warnings(manifest, model_config, neuron.get("cores"))
+    for line in warnings:
+        log.warning("%s", line)
+    return warnings

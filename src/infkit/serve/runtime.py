@@ -15,6 +15,7 @@ from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import get_backend
 from infkit.data.transforms import eval_transform
 from infkit.errors import InfkitError
+from infkit.serve import neuron_cores
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,35 @@ class ServedModel:
     runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int | None = None) -> ServedModel:
+    def load(cls, directory: str | Path, threads: int | None = None, neuron_layout: str = "per_worker") -> ServedModel:
+        """Load a packaged model. Neuron artifacts: the worker's NeuronCore budget is set before the SDK is imported
+        (neuron_cores.set_core_budget); with neuron_layout=data_parallel one artifact runs over every visible core.
+        Tensors stay on the CPU: a Neuron artifact moves its own data to the device."""
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
         backend = get_backend(manifest["backend"])
+        extra = {}
+        if neuron_cores.is_neuron(manifest):
+            neuron_cores.set_core_budget(manifest, neuron_layout)  # before unavailable_reason() imports the SDK
+            extra = {"options": manifest.get("backend_options") or {},
+                     "data_parallel": neuron_layout == "data_parallel"}
         reason = backend.unavailable_reason()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
-        runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads)
-                   for e in manifest["artifacts"]}
+        entries = manifest["artifacts"]
+        if extra.get("data_parallel"):
+            # DataParallel batches dynamically: one artifact (the smallest compiled batch) serves any batch size
+            entries = [min(entries, key=lambda e: e["batch_size"] or 0)]
+            runners = {None: backend.load(directory / entries[0]["file"], threads=threads, **extra)}
+        else:
+            runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **extra)
+                       for e in entries}
         if threads:
             torch.set_num_threads(threads)
-        log.info("loaded %s (%s) with %s threads, batch sizes %s", manifest["name"], manifest["backend"],
-                 threads, sorted(k for k in runners if k is not None) or "any")
+        log.info("loaded %s (%s) with %s threads, batch sizes %s%s", manifest["name"], manifest["backend"],
+                 threads, sorted(k for k in runners if k is not None) or "any",
+                 f", DataParallel over {entries[0]['file']}" if extra.get("data_parallel") else "")
         return cls(manifest=manifest, directory=directory, runners=runners)
 
     @property

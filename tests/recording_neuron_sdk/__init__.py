@@ -1,0 +1,230 @@
+"""A recording stand-in for the AWS Neuron SDK (torch_neuron, torch_neuronx, and the torch_xla that torch-neuronx
+pulls in). For tests only: nothing outside tests/ may import it (a test checks).
+
+It proves call shapes, never compilation. Each documented function is defined with the signature the Neuron
+documentation gives it, so a wrong keyword fails as it would on the real SDK; each call is recorded together with
+the NEURON_RT_* environment at that moment; each returns what the documentation says it returns, built from plain
+torch on the CPU (a torch.jit.trace of the model stands in for the compiled artifact). Numbers from anything run
+through it say nothing about Inferentia.
+
+Install with `install()` (the tests' `neuron_sdk` fixture does): a meta-path finder creates the modules when infkit
+imports them, so the import itself is recorded, with the environment it saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import importlib.abc
+import importlib.machinery
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import torch
+
+ENV_KEYS = ("NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES")
+MODULES = ("torch_neuron", "torch_neuronx", "torch_xla", "torch_xla.core", "torch_xla.core.xla_model")
+
+#: torch_neuron.trace's documented keywords (archive/torch-neuron/api-compilation-python-api.rst); others go to
+#: torch.jit.trace
+TORCH_NEURON_TRACE_KEYWORDS = {"compiler_args", "compiler_timeout", "compiler_workdir", "subgraph_builder_function",
+                               "minimum_segment_size", "single_fusion_ratio_threshold", "fallback",
+                               "dynamic_batch_size", "optimizations", "separate_weights"}
+
+FULL_SUPPORT = {"torch_neuronx_version": "stand-in", "neuronx_cc_version": "stand-in",
+                "support_percentage": "100.00%", "supported_operators": {"aten::_convolution": 20, "aten::relu": 17},
+                "unsupported_operators": []}
+
+
+def env_now() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in ENV_KEYS}
+
+
+@dataclass
+class Call:
+    name: str
+    args: tuple
+    kwargs: dict
+    env: dict = field(default_factory=env_now)
+
+
+def _tensors(example) -> tuple:
+    """example_inputs as documented: one tensor, or a tuple (torch-neuron's examples also pass a list)."""
+    items = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    if not items or not all(isinstance(t, torch.Tensor) for t in items):
+        raise TypeError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example).__name__}")
+    return items
+
+
+class RecordingNeuronSDK:
+    """The recorded calls and imports, and the modules built on import."""
+
+    def __init__(self):
+        self.calls: list[Call] = []
+        self.imports: list[tuple[str, dict]] = []
+        #: what torch_neuronx.analyze returns (tests change it to simulate unsupported operators)
+        self.analysis: dict = copy.deepcopy(FULL_SUPPORT)
+
+    def record(self, name: str, *args, **kwargs) -> Call:
+        call = Call(name, args, kwargs)
+        self.calls.append(call)
+        return call
+
+    def calls_to(self, name: str) -> list[Call]:
+        return [c for c in self.calls if c.name == name]
+
+    # -- torch_neuronx (frameworks/torch/torch-neuronx/api-reference-guide/inference/) -------------------------
+    def build_torch_neuronx(self) -> ModuleType:
+        sdk = self
+        importlib.import_module("torch_xla.core.xla_model")  # the real torch-neuronx pulls torch_xla in
+        m = ModuleType("torch_neuronx")
+
+        def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=None, compiler_args=None,  # noqa: B006
+                  partitioner_config=None, inline_weights_to_neff=True, cpu_backend=False):
+            if _:
+                raise TypeError("torch_neuronx.trace: keyword arguments passed positionally")
+            sdk.record("torch_neuronx.trace", func, example_inputs, input_output_aliases=input_output_aliases,
+                       compiler_workdir=compiler_workdir, compiler_args=compiler_args,
+                       partitioner_config=partitioner_config, inline_weights_to_neff=inline_weights_to_neff,
+                       cpu_backend=cpu_backend)
+            with torch.no_grad():
+                return torch.jit.trace(func, _tensors(example_inputs))
+
+        def analyze(func, example_inputs, compiler_workdir=None, additional_ignored_ops=None, max_workers=4,
+                    is_hf_transformers=False, cleanup=False):
+            sdk.record("torch_neuronx.analyze", func, example_inputs, compiler_workdir=compiler_workdir)
+            _tensors(example_inputs)
+            return copy.deepcopy(sdk.analysis)
+
+        def dynamic_batch(neuron_script):
+            sdk.record("torch_neuronx.dynamic_batch", neuron_script)
+            return neuron_script  # documented: modified in place, the same module returned
+
+        def move_trace_to_device(trace, device_id):
+            sdk.record("torch_neuronx.move_trace_to_device", trace, device_id)
+
+        class PartitionerConfig:
+            def __init__(self, *, trace_kwargs=None, model_support_percentage_threshold=0.5, min_subgraph_size=-1,
+                         max_subgraph_count=-1, ops_to_partition=None, analyze_parameters=None):
+                sdk.record("torch_neuronx.PartitionerConfig", trace_kwargs=trace_kwargs,
+                           model_support_percentage_threshold=model_support_percentage_threshold)
+
+        class DataParallel(_DataParallel):
+            def __init__(self, model, device_ids=None, dim=0, set_dynamic_batching=True):
+                super().__init__(sdk, "torch_neuronx.DataParallel", model, device_ids=device_ids, dim=dim,
+                                 set_dynamic_batching=set_dynamic_batching)
+
+        for obj in (trace, analyze, dynamic_batch, move_trace_to_device, PartitionerConfig, DataParallel):
+            setattr(m, obj.__name__, obj)
+        return m
+
+    # -- torch_neuron (archive/torch-neuron/: api-compilation-python-api.rst, api-torch-neuron-dataparallel-api.rst)
+    def build_torch_neuron(self) -> ModuleType:
+        sdk = self
+        m = ModuleType("torch_neuron")
+        jit_keywords = set(inspect.signature(torch.jit.trace).parameters) - {"func", "example_inputs"}
+
+        class Optimization(enum.Enum):
+            FLOAT32_TO_FLOAT16 = 1
+
+        def trace(model, example_inputs, **kwargs):
+            unknown = set(kwargs) - TORCH_NEURON_TRACE_KEYWORDS - jit_keywords
+            if unknown:
+                raise TypeError(f"torch.neuron.trace got unexpected keyword(s) {sorted(unknown)}")
+            args = kwargs.get("compiler_args")
+            if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+                raise TypeError("compiler_args must be a list of str")
+            if not all(isinstance(o, Optimization) for o in kwargs.get("optimizations") or []):
+                raise TypeError("optimizations must be torch_neuron.Optimization members")
+            sdk.record("torch.neuron.trace", model, example_inputs, **kwargs)
+            with torch.no_grad():
+                return torch.jit.trace(model, _tensors(example_inputs))
+
+        def analyze_model(model, example_inputs=None, compiler_args=None, **kwargs):
+            sdk.record("torch.neuron.analyze_model", model, example_inputs=example_inputs)
+            _tensors(example_inputs)  # logs its operator table; no documented return value
+
+        class DataParallel(_DataParallel):
+            def __init__(self, model, device_ids=None, dim=0):
+                super().__init__(sdk, "torch.neuron.DataParallel", model, device_ids=device_ids, dim=dim)
+
+        for obj in (Optimization, trace, analyze_model, DataParallel):
+            setattr(m, obj.__name__, obj)
+        return m
+
+    # -- torch_xla: what TorchServe's BaseHandler would call to move a model to an XLA device -------------------
+    def build_torch_xla(self, name: str) -> ModuleType:
+        sdk = self
+        m = ModuleType(name)
+        if name == "torch_xla.core.xla_model":
+            def xla_device(*args, **kwargs):
+                sdk.record("xm.xla_device", *args, **kwargs)
+                raise RuntimeError("stand-in: no XLA device (infkit must keep tensors on the CPU)")
+            m.xla_device = xla_device
+        else:
+            m.__path__ = []  # a package, so that its submodules import
+        return m
+
+
+class _DataParallel:
+    """Documented DataParallel: dynamic batching on by default; calls run the wrapped module (inputs stay CPU)."""
+
+    def __init__(self, sdk: RecordingNeuronSDK, name: str, module, **kwargs):
+        self.sdk, self.name, self.module = sdk, name, module
+        self.dynamic_batching = kwargs.get("set_dynamic_batching", True)
+        sdk.record(name, module, **kwargs)
+
+    def disable_dynamic_batching(self):
+        self.dynamic_batching = False
+        self.sdk.record(f"{self.name}.disable_dynamic_batching")
+
+    def __call__(self, x):
+        self.sdk.record(f"{self.name}.__call__", shape=tuple(x.shape), device=str(x.device))
+        return self.module(x)
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, sdk: RecordingNeuronSDK):
+        self.sdk = sdk
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MODULES:
+            package = fullname in ("torch_xla", "torch_xla.core")
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=package)
+        return None
+
+    def create_module(self, spec):
+        self.sdk.imports.append((spec.name, env_now()))
+        if spec.name == "torch_neuronx":
+            return self.sdk.build_torch_neuronx()
+        if spec.name == "torch_neuron":
+            module = self.sdk.build_torch_neuron()
+            torch.neuron = module  # the real package registers the torch.neuron namespace
+            return module
+        return self.sdk.build_torch_xla(spec.name)
+
+    def exec_module(self, module):
+        pass
+
+
+def install() -> tuple[RecordingNeuronSDK, callable]:
+    """Put the stand-in's finder first on sys.meta_path; returns (recorder, uninstall)."""
+    for name in MODULES:
+        if name in sys.modules:
+            raise RuntimeError(f"{name} is already imported: the stand-in must not shadow a real SDK")
+    sdk = RecordingNeuronSDK()
+    finder = _Finder(sdk)
+    sys.meta_path.insert(0, finder)
+
+    def uninstall():
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+        for name in MODULES:
+            sys.modules.pop(name, None)
+        if hasattr(torch, "neuron"):
+            del torch.neuron
+
+    return sdk, uninstall
