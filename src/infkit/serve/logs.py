@@ -3,8 +3,8 @@
 TorchServe's built-in log4j2.xml logs `org.pytorch.serve` at DEBUG into ts_log.log *and*, through the root logger,
 again into ts_log.log and the console (so every line twice, and the console file grows forever). Ours: one
 appender per logger (additivity off), INFO by default, size-based rotation with a fixed number of files, the
-per-batch "Backend received inference" line of TorchServe's Python worker filtered out, the access log optional,
-and only warnings on the console.
+lines TorchServe writes at INFO for every request or batch filtered out, the access log optional, and only warnings
+on the console.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from xml.sax.saxutils import quoteattr
 
 from infkit.serve.config import ServerConfig
 
-#: a per-batch INFO line of TorchServe's Python worker (ts/protocol/otf_message_handler.py)
-PER_BATCH = "Backend received inference at"
+#: what TorchServe 0.12 logs at INFO for every request or batch: the Python worker's "Backend received inference at",
+#: the frontend's batch and response bookkeeping, and each worker's per-request metric line echoed from its stdout
+PER_REQUEST = ("Backend received inference at", "Backend response time", "Looping backend response at",
+               "Sending response for jobId", "result=[METRICS]")
 
 _FAILED_ARCHIVE = re.compile(r"Failed to load model: (?P<mar>\S+)")
 _WORKER_LINE = re.compile(r"\bW-\d+-(?P<model>.+?)_(?P<version>[^_\s]+)-std(?:out|err)\b")
@@ -38,9 +40,10 @@ def log4j2_xml(log_dir: Path, cfg: ServerConfig) -> str:
     log_dir = Path(log_dir).resolve()
     level = cfg.log_level.upper()
     line = "%d{ISO8601} [%-5p] %t %c - %m%n"
-    drop_per_batch = (f'\n      <RegexFilter regex=".*{PER_BATCH}.*" onMatch="DENY" onMismatch="NEUTRAL"/>')
-    appenders = (_rolling("ts_log", log_dir, line, cfg)
-                 + _rolling("model_log", log_dir, line, cfg, drop_per_batch)
+    regex = quoteattr(".*(" + "|".join(re.escape(m) for m in PER_REQUEST) + ").*")
+    drop = f'\n      <RegexFilter regex={regex} onMatch="DENY" onMismatch="NEUTRAL"/>'
+    appenders = (_rolling("ts_log", log_dir, line, cfg, drop)
+                 + _rolling("model_log", log_dir, line, cfg, drop)
                  + (_rolling("access_log", log_dir, "%d{ISO8601} - %m%n", cfg) if cfg.access_log else "")
                  + '    <Console name="STDOUT" target="SYSTEM_OUT">\n'
                    f'      <PatternLayout pattern="{line}"/>\n    </Console>\n')
