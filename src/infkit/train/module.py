@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import lightning as L
 import torch
 from torch import nn
@@ -17,17 +20,19 @@ class ImageClassifier(L.LightningModule):
         num_classes: int = 10,
         in_chans: int = 3,
         pretrained: bool = False,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        max_epochs: int = 10,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         labels: list[str] | None = None,
         input_size: list[int] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
     ):
         super().__init__()
-        # everything needed to rebuild the network and its preprocessing travels in the checkpoint
-        self.save_hyperparameters()
+        # everything needed to rebuild the network and its preprocessing travels in the checkpoint; the optimizer
+        # and scheduler are config (configs/model/), partial callables that stay out of it
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer = optimizer or functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=1e-4)
+        self.scheduler = scheduler
         self.net = create_network(model_name, num_classes, in_chans, pretrained)
         self.criterion = nn.CrossEntropyLoss()
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -58,6 +63,7 @@ class ImageClassifier(L.LightningModule):
         self._step(batch, self.test_acc, "test")
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.hparams.max_epochs)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        opt = self.optimizer(params=self.parameters())
+        if self.scheduler is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(optimizer=opt), "interval": "epoch"}}
