@@ -10,6 +10,7 @@ from infkit.train import checkpoint
 from infkit.train.run import build_datamodule_and_model
 from infkit.utils.compose import compose_config
 from tests.conftest import run_entry
+from tests.helpers.run_if import run_if
 from tests.integration.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
@@ -91,7 +92,7 @@ def test_sync_batchnorm_forced_on_cpu_is_one_clear_error(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@run_if(cuda=False)
 def test_ddp_on_gpu_without_one_is_one_clear_error(tmp_path):
     proc = run_entry("train.py", "experiment=digits_example", "trainer=ddp", "trainer.accelerator=gpu", cwd=tmp_path)
     assert_one_line_error(proc, r"the trainer config does not work here: .*trainer\.accelerator")

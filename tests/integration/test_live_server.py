@@ -17,9 +17,10 @@ from infkit.demo import live_tests_command
 from infkit.serve import server
 from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
+from tests.helpers.run_if import run_if
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.serve]
+pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
 
 
 def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:

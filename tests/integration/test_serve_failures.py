@@ -18,8 +18,9 @@ from infkit.serve import server
 from infkit.serve.auth import auth_header, inference_token
 from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
+from tests.helpers.run_if import run_if
 
-pytestmark = [pytest.mark.slow, pytest.mark.serve]
+pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,12 @@
 """The Neuron backends without the SDK: argument building, the pipeline-core rule, the error path."""
 
-import importlib.util
-
 import pytest
 
 from infkit.compile import neuron
 from infkit.compile.registry import BACKENDS, get_backend, resolve_backend
 from infkit.errors import InfkitError
+from tests.helpers.run_if import run_if
 
-HAS_NEURON = importlib.util.find_spec("torch_neuron") is not None
-HAS_NEURONX = importlib.util.find_spec("torch_neuronx") is not None
 
 
 @pytest.mark.parametrize("params, cores", [
@@ -72,7 +69,7 @@ def test_unknown_backend_names_the_choices():
         get_backend("tensorrt")
 
 
-@pytest.mark.skipif(HAS_NEURON, reason="torch-neuron is installed here")
+@run_if(neuron_sdk=False)
 def test_missing_torch_neuron_is_one_line_with_the_way_out():
     with pytest.raises(InfkitError) as err:
         resolve_backend("neuron")
@@ -81,14 +78,14 @@ def test_missing_torch_neuron_is_one_line_with_the_way_out():
     assert "torch-neuron" in msg and "compile=torchscript" in msg
 
 
-@pytest.mark.skipif(HAS_NEURONX, reason="torch-neuronx is installed here")
+@run_if(neuron_sdk=False)
 def test_missing_torch_neuronx_is_one_line_with_the_way_out():
     with pytest.raises(InfkitError) as err:
         resolve_backend("neuronx")
     assert "torch-neuronx" in str(err.value) and "compile=torchscript" in str(err.value)
 
 
-@pytest.mark.skipif(HAS_NEURON or HAS_NEURONX, reason="a Neuron SDK is installed here")
+@run_if(neuron_sdk=False)
 def test_auto_falls_back_to_torchscript_and_says_why(caplog):
     caplog.set_level("INFO")
     assert resolve_backend("auto").name == "torchscript"
