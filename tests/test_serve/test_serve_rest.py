@@ -16,7 +16,7 @@ def predict(live, data=None, headers=None):
 
 def test_serve_inference(live):
     """Every image in tests/resources/<dataset>/<idx>_<label>.png is predicted as its label."""
-    wrong = []
+    wrong, classes = [], len({label_of(p) for p in live.images})
     for path in live.images:
         r = predict(live, path.read_bytes())
         assert r.status_code == 200, r.text
@@ -25,7 +25,9 @@ def test_serve_inference(live):
         print(f"Testing image: {path}\nResponse: {response}\nPredicted label: {top} and Confidence: {response[top]}\n"
               + "=" * 70 + "\n")
         probs = list(response.values())
-        assert len(response) == min(5, len(response)) and probs == sorted(probs, reverse=True)
+        # the top 5 (the model knows at least the classes of the test images, one image per class)
+        assert len(response) == 5 if classes >= 5 else len(response) >= classes, response
+        assert probs == sorted(probs, reverse=True)
         assert 0.0 <= probs[-1] <= probs[0] <= 1.0
         if top != label_of(path):
             wrong.append(f"{path.name}: predicted {top}")
