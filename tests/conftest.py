@@ -86,9 +86,9 @@ def pytest_addoption(parser):
     group.addoption("--dataset", default=None,
                     help="folder under tests/resources with <idx>_<label>.png images (default: the model name's "
                          "first word, e.g. digits)")
-    group.addoption("--http_port", type=int, default=8080, help="inference API port")
-    group.addoption("--grpc_port", type=int, default=7070, help="gRPC inference port")
-    group.addoption("--metrics_port", type=int, default=8082, help="metrics API port")
-    group.addoption("--key_file", default="logs/serve/key_file.json",
+    group.addoption("--http-port", type=int, default=8080, help="inference API port")
+    group.addoption("--grpc-port", type=int, default=7070, help="gRPC inference port")
+    group.addoption("--metrics-port", type=int, default=8082, help="metrics API port")
+    group.addoption("--key-file", default="logs/serve/key_file.json",
                     help="TorchServe's key_file.json (token authorization); --token overrides it")
-    group.addoption("--token", default=None, help="inference token (default: read from --key_file)")
+    group.addoption("--token", default=None, help="inference token (default: read from --key-file)")

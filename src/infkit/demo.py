@@ -53,8 +53,8 @@ def live_tests_command(srv: ServerConfig, model: str, key_file: str | Path, data
     """`pytest --public_ip ... tests/test_serve` against this server, as a user would run it."""
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir),
             "--public_ip", srv.address, "--model", model, "--dataset", dataset,
-            "--http_port", str(srv.inference_port), "--grpc_port", str(srv.grpc_inference_port),
-            "--metrics_port", str(srv.metrics_port), "--key_file", str(key_file)]
+            "--http-port", str(srv.inference_port), "--grpc-port", str(srv.grpc_inference_port),
+            "--metrics-port", str(srv.metrics_port), "--key-file", str(key_file)]
 
 
 def run(root: Path = Path("logs/demo")) -> dict:

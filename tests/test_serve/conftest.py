@@ -54,5 +54,5 @@ def live(request) -> LiveServer:
         pytest.fail(f"no test images in {RESOURCES / dataset}; pass --dataset <folder under tests/resources>")
     token = opt("--token")
     if token is None:
-        token = inference_token(Path(opt("--key_file")))
-    return LiveServer(host, model, opt("--http_port"), opt("--grpc_port"), opt("--metrics_port"), token, images)
+        token = inference_token(Path(opt("--key-file")))
+    return LiveServer(host, model, opt("--http-port"), opt("--grpc-port"), opt("--metrics-port"), token, images)

@@ -41,22 +41,19 @@ def test_metrics_endpoint_counts_this_model(live):
 
 
 def test_explain_command_writes_side_by_side_png(live, tmp_path):
-    import importlib.util
     import json
-    from pathlib import Path
 
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("explain_cli", Path(__file__).resolve().parents[2] / "src/explain.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from infkit.cli import explain as cli
+
     key_file = tmp_path / "key_file.json"
     key_file.write_text(json.dumps({"inference": {"key": live.token}} if live.token else {}))
     out = tmp_path / "overlay.png"
     code = cli.main(["--url", live.inference, "--model", live.model, "--image", str(live.images[0]),
-                     "--key_file", str(key_file), "--out", str(out)])
+                     "--key-file", str(key_file), "--out", str(out)])
     assert code == 0 and out.is_file()
     width, height = Image.open(out).size
     assert width > height > 200  # two panels side by side
     assert cli.main(["--url", live.inference, "--model", live.model, "--image", str(tmp_path / "missing.png"),
-                     "--key_file", str(key_file)]) == 2
+                     "--key-file", str(key_file)]) == 2
