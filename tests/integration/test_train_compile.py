@@ -75,7 +75,7 @@ def test_parity_threshold_fails_compilation_clearly(tiny_trained, tmp_path):
 
 @pytest.mark.slow
 def test_digits_example_reaches_the_accuracy_bar(digits_trained):
-    """The issue's bar: digits_example reaches >= 95 % test accuracy (time is reported, not asserted)."""
+    """The promise: digits_example reaches >= 95 % test accuracy (time is reported, not asserted)."""
     assert digits_trained.metrics["test/acc"] >= 0.95
     assert digits_trained.best_ckpt.is_file() and digits_trained.metrics_path.is_file()
 

@@ -1,4 +1,4 @@
-"""REST predictions against a live TorchServe (the seed project's test, made strict)."""
+"""REST predictions against a live TorchServe (the original lightning-hydra-timm project's test, made strict)."""
 
 import base64
 import json

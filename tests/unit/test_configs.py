@@ -68,7 +68,7 @@ def test_the_optimizer_and_scheduler_are_config(tmp_path):
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
 
 
-def test_cifar10_example_matches_the_seed(tmp_path):
+def test_cifar10_example_matches_the_original_project(tmp_path):
     cfg = compose_config("train", ["experiment=cifar10_example"], tmp_path)
     assert cfg.model.model_name == "resnet18"
     assert list(cfg.data.input_size) == [3, 224, 224]

@@ -10,7 +10,7 @@ from tests.helpers.run_if import run_if
 
 
 @pytest.mark.parametrize("params, cores", [
-    (3_165_826, 0),      # the field notes' simple CNN: no pipelining
+    (3_165_826, 0),      # the original project's simple CNN: no pipelining
     (9_999_999, 0),      # 0.49...: rounds down
     (10_000_000, 4),     # 0.5: rounds half up
     (11_181_642, 4),     # resnet18

@@ -26,7 +26,7 @@ PASS_THROUGH = {"compiler_timeout": int, "compiler_workdir": str, "minimum_segme
 
 
 def pipeline_cores_for(num_params: int) -> int:
-    """The field notes' rule: 4 * round(parameters / 2e7) NeuronCores (0: no pipelining).
+    """The original lightning-hydra-timm project's rule: 4 * round(parameters / 2e7) NeuronCores (0: no pipelining).
     Rounds half up, so 3e7 parameters (1.5) -> 8 cores."""
     return 4 * math.floor(num_params / 2e7 + 0.5)
 
