@@ -1,5 +1,6 @@
 """`make docker-test`: build the CPU image, serve a packaged digits model from it on loopback ports, run
-tests/test_serve against the container, then stop and remove that container.
+tests/test_serve against the container, then stop and remove that container; then the same image as the pod of
+k8s/deployment-cpu.yaml behind its auth proxy (docker/pod_check.py).
 
     python docker/docker_test.py                        # trains, compiles (ONNX) and packages a digits model first
     python docker/docker_test.py --model-store DIR --model digits_resnet18_onnx     # serve .mar files you have
@@ -137,21 +138,26 @@ def check_image(docker: str, image: str) -> None:
 
 
 def package_digits(work: Path) -> tuple[Path, str]:
-    """train digits_example -> compile=onnx -> package: the same stages as the README's commands."""
+    """train digits_example -> compile=onnx -> package, into `work` (kept: later runs reuse the .mar)."""
+    store = work / "model_store"
+    done = sorted(store.glob("*.mar"))
+    if done:
+        print(f"reusing the digits model packaged by an earlier run: {done[0]} (delete {work} to retrain)", flush=True)
+        return store, done[0].stem
     from infkit.compile import run as compile_stage
     from infkit.package import run as package_stage
     from infkit.train import run as train_stage
     from infkit.utils.compose import compose_config
 
-    print("training digits_example (about a minute), compiling to ONNX, packaging ...", flush=True)
+    print("training digits_example (a few minutes), compiling to ONNX, packaging ...", flush=True)
     trained = train_stage.run(compose_config("train", ["experiment=digits_example", "~callbacks.rich_progress_bar",
                                                        "+trainer.enable_progress_bar=false"], work / "train"))
     print(f"test accuracy {trained.metrics.get('test/acc', float('nan')):.4f}", flush=True)
     compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}",
                                                "compile=onnx"], work / "compile"))
     packaged = package_stage.run(compose_config("package", [f"artifact_dir={work / 'compile'}",
-                                                            f"model_store={work / 'model_store'}"], work / "package"))
-    return work / "model_store", packaged.model_name
+                                                            f"model_store={store}"], work / "package"))
+    return store, packaged.model_name
 
 
 def wait_healthy(docker: str, name: str, timeout: float = 300.0) -> None:
@@ -179,7 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--image", default="infkit:cpu", help="tag of the image to build (default infkit:cpu)")
     p.add_argument("--model-store", type=Path, help="a folder of .mar files (default: package a digits model)")
     p.add_argument("--model", help="model name to test (with --model-store)")
-    p.add_argument("--cuda-wheels", action="store_true", help="build with torch's CUDA libraries (CUDA_WHEELS=true)")
+    p.add_argument("--cuda-wheels", action="store_true", help="install requirements.lock's CUDA set whole")
+    p.add_argument("--no-pod-check", action="store_true", help="skip the k8s pod check (docker/pod_check.py)")
     args = p.parse_args(argv)
     if bool(args.model_store) != bool(args.model):
         fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
@@ -189,10 +196,16 @@ def main(argv=None) -> int:
     check_engine(args.docker)
     build(args.docker, args.image, base_image(args.docker), args.cuda_wheels)
     check_image(args.docker, args.image)
+    if args.model_store:
+        store, model = args.model_store.resolve(), args.model
+    else:
+        store, model = package_digits(ROOT / "logs" / "docker-test" / "digits")
+    unreadable = [p for p in (store, *store.glob("*.mar"))
+                  if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need]
+    if unreadable:  # the container's user (uid 1000) reads the store mounted from here
+        fail(f"{unreadable[0]} is not readable by other users; the container's user needs it: chmod o+rX it")
     with tempfile.TemporaryDirectory(prefix="infkit-docker-test-") as tmp:
         work = Path(tmp)
-        work.chmod(0o755)  # the container's user (uid 1000) reads the model store mounted from here
-        store, model = (args.model_store.resolve(), args.model) if args.model_store else package_digits(work)
         ports = free_ports("127.0.0.1")
         http, grpc, metrics = ports["inference_port"], ports["grpc_inference_port"], ports["metrics_port"]
         name = f"infkit-docker-test-{os.getpid()}"
@@ -221,8 +234,15 @@ def main(argv=None) -> int:
             print(f"stopped and removed container {name}" if removed.returncode == 0
                   else f"warning: could not remove container {name}: {removed.stderr.strip()}", flush=True)
     summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
-    print(f"docker-test: {summary} against {args.image} in {time.monotonic() - t_start:.0f} s", flush=True)
-    return result.returncode
+    print(f"docker-test: {summary} against {args.image}", flush=True)
+    pod = None
+    if result.returncode == 0 and not args.no_pod_check:
+        import pod_check  # beside this script
+
+        pod = pod_check.run(args.docker, args.image, store, model, free_ports("127.0.0.1"))
+    print(f"docker-test done in {time.monotonic() - t_start:.0f} s: image {summary}; pod check "
+          f"{ {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }", flush=True)
+    return result.returncode or (pod or 0)
 
 
 if __name__ == "__main__":

