@@ -170,6 +170,9 @@ def wait_healthy(docker: str, name: str, timeout: float = 300.0) -> None:
         if health == "healthy":
             print(f"container healthy after {time.monotonic() - t0:.0f} s (HEALTHCHECK on /ping)", flush=True)
             return
+        if health == "unhealthy":  # failing after the start period
+            last = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "").strip()
+            fail(f"container {name} is unhealthy; last check: {last[-400:]}\n{logs_tail(docker, name)}")
         time.sleep(3)
     fail(f"container {name} not healthy after {timeout:.0f} s:\n{logs_tail(docker, name)}")
 

@@ -22,7 +22,6 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/ping', timeout=4)"
 
 
 def sh(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -96,7 +95,7 @@ def run(docker: str, image: str, store: Path, model: str, ports: dict[str, int])
             return 1
         proxy = None
         try:
-            probe = [docker, "exec", name, "python3", "-c", PROBE.format(port=8085)]
+            probe = [docker, "exec", name, "python3", "/opt/infkit-tools/healthcheck.py", "8085"]  # the k8s probes
             wait(lambda: sh(probe).returncode == 0, "TorchServe answers /ping on the pod's loopback (the probes)")
             pid = sh([docker, "inspect", "-f", "{{.State.Pid}}", name]).stdout.strip()
             proxy = subprocess.Popen([nsenter, "-t", pid, "-n", nginx, "-c", str(nginx_conf(template, key, tmp)),

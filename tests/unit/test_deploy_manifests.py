@@ -220,13 +220,13 @@ def test_hadolint_is_not_a_rubber_stamp(tmp_path):
 def test_the_two_dockerfiles_stay_in_step():
     def tail_lines(name: str) -> list[str]:
         lines = (ROOT / "docker" / name).read_text().splitlines()
-        keep = ("USER ", "WORKDIR /home", "EXPOSE ", "ENTRYPOINT ", "CMD ", "COPY docker/config.properties")
+        keep = ("USER ", "WORKDIR /home", "EXPOSE ", "ENTRYPOINT ", "CMD ", "COPY docker/")
         return [ln.strip() for ln in lines if ln.strip().startswith(keep)]
 
     assert tail_lines("Dockerfile.cpu") == tail_lines("Dockerfile.neuron")
     for name in ("Dockerfile.cpu", "Dockerfile.neuron"):
         text = (ROOT / "docker" / name).read_text()
-        assert "HEALTHCHECK" in text and "/ping" in text and "USER 1000:1000" in text
+        assert "HEALTHCHECK" in text and "healthcheck.py" in text and "USER 1000:1000" in text
         assert text.count("FROM ") >= 2  # multi-stage
         assert "id=ca_bundle" in text and "COPY" not in text.split("ca_bundle")[0].split("\n")[-1]
 
@@ -293,3 +293,36 @@ def test_torch_links_none_of_the_cuda_packages_the_cpu_image_leaves_out():
     linked = {provided[p.name][0] for p in seen}
     assert "nvidia-cuda-runtime" in linked and "nvidia-cublas" in linked  # the walk works
     assert not rr.NOT_LINKED & linked, sorted(rr.NOT_LINKED & linked)
+
+
+def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
+    """docker/healthcheck.py against a loopback server that, like TorchServe 0.12 with token auth on, wants the
+    inference key on /ping."""
+    import http.server
+    import json
+    import threading
+
+    from infkit.serve.server import free_ports
+
+    class Ping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/ping" and self.headers.get("Authorization") == "Bearer k-123"
+            self.send_response(200 if ok else 400)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    port = free_ports()["inference_port"]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ping)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    check = [sys.executable, str(ROOT / "docker/healthcheck.py"), str(port)]
+    try:
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 1  # no key file
+        (tmp_path / "key_file.json").write_text(json.dumps({"inference": {"key": "k-123"}}))
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 0
+        (tmp_path / "key_file.json").write_text(json.dumps({"inference": {"key": "wrong"}}))
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
