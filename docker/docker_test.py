@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC_BASE = "python:3.11-slim-bookworm"
-LOCAL_BASE = "infkit-base:bookworm"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 START_ENGINE = ("no Docker engine is reachable ({}); start one: `sudo systemctl start docker`, or where there is "
                 "no service manager `sudo dockerd > /var/log/dockerd.log 2>&1 &` (Debian: apt-get install docker.io)")
@@ -62,50 +60,6 @@ def buildkit_client(docker: str) -> tuple[list[str], dict]:
             return [client, "build"], {"DOCKER_BUILDKIT": "1"}
     fail("no Docker client here can build with BuildKit (needed for the CA-bundle secret): install the buildx "
          "plugin (Docker's docker-buildx-plugin package) or use a client with BuildKit built in (Debian's docker.io)")
-
-
-def base_image(docker: str) -> str:
-    chosen = os.environ.get("BASE_IMAGE")
-    if chosen:
-        return chosen
-    for image in (PUBLIC_BASE, LOCAL_BASE):
-        if sh([docker, "image", "inspect", image]).returncode == 0:
-            print(f"base image {image} (already in the engine)", flush=True)
-            return image
-    pulled = sh([docker, "pull", PUBLIC_BASE], timeout=600)
-    if pulled.returncode == 0:
-        return PUBLIC_BASE
-    print(f"cannot pull {PUBLIC_BASE} ({pulled.stderr.strip()[:160]}); making {LOCAL_BASE} with debootstrap",
-          flush=True)
-    return make_local_base(docker)
-
-
-def make_local_base(docker: str) -> str:
-    """Debian 12 minbase with Python 3.11 from Debian's archive (debootstrap) -> `docker import`."""
-    if not shutil.which("debootstrap"):
-        fail("no registry and no debootstrap: apt-get install debootstrap (or pass BASE_IMAGE=<a local image>)")
-    if os.geteuid() != 0:
-        fail("debootstrap needs root: run `sudo make docker-test`, or pass BASE_IMAGE=<a local Debian 12 image>")
-    mirror = [os.environ["DEBIAN_MIRROR"]] if os.environ.get("DEBIAN_MIRROR") else []
-    with tempfile.TemporaryDirectory(prefix="infkit-rootfs-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        t0 = time.monotonic()
-        print("debootstrap --variant=minbase --include=python3,python3-venv bookworm (a few minutes) ...", flush=True)
-        run = sh(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(rootfs),
-                  *mirror], timeout=1800)
-        if run.returncode != 0:
-            fail(f"debootstrap failed: {run.stdout.strip().splitlines()[-1:]} {run.stderr.strip()[-300:]}")
-        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for item in (rootfs / leftover).glob("*.deb" if "archives" in leftover else "*_*"):
-                item.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run([docker, "import", "--change", "CMD [\"/bin/bash\"]", "-", LOCAL_BASE],
-                                  stdin=tar.stdout, capture_output=True, text=True, check=False)
-        tar.stdout.close()
-        if tar.wait() != 0 or imported.returncode != 0:
-            fail(f"docker import failed: {imported.stderr.strip()[-300:]}")
-    print(f"made {LOCAL_BASE} in {time.monotonic() - t0:.0f} s", flush=True)
-    return LOCAL_BASE
 
 
 def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
@@ -197,7 +151,9 @@ def main(argv=None) -> int:
 
     t_start = time.monotonic()
     check_engine(args.docker)
-    build(args.docker, args.image, base_image(args.docker), args.cuda_wheels)
+    from base_image import base_image  # beside this script
+
+    build(args.docker, args.image, base_image(args.docker, fail), args.cuda_wheels)
     check_image(args.docker, args.image)
     if args.model_store:
         store, model = args.model_store.resolve(), args.model

@@ -1,4 +1,5 @@
-"""The PromQL that infkit's deployment files query (k8s/), and the metric names each expression reads.
+"""The PromQL that infkit's deployment files query (k8s/), the metric names each expression reads, and a
+config.properties reader.
 
 Shared by tests/unit/test_deploy_monitoring.py (names against the neuron-monitor exporter's own output) and
 tests/integration/test_live_server.py (names against a live TorchServe's /metrics).
@@ -70,3 +71,8 @@ def exposition_names(text: str) -> set[str]:
         elif line and not line.startswith("#"):
             names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
     return names
+
+
+def properties(text: str) -> dict[str, str]:
+    """A TorchServe config.properties as {key: value} (comments and blank lines skipped)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
