@@ -54,3 +54,9 @@ test-torch29:
 
 clean:
 	rm -rf logs model_store .pytest_cache
+
+# build docker/Dockerfile.cpu, serve a packaged digits model from it on loopback ports, run tests/test_serve against
+# the container, then remove it. Not part of `make test`: it needs a Docker engine (docs/deployment.md).
+.PHONY: docker-test
+docker-test: setup
+	$(PY) docker/docker_test.py

@@ -176,6 +176,22 @@ def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
     assert "| window |" in soak.markdown(result)
 
 
+def test_dashboard_metrics_are_emitted_by_torchserve(running_server):
+    """Every TorchServe metric that k8s/ queries (dashboard, KEDA, prometheus-adapter) is in this live server's
+    /metrics; the neuron-monitor ones are checked against the exporter in tests/unit/test_deploy_monitoring.py."""
+    from tests.deploy_promql import exposition_names
+    from tests.unit.test_deploy_monitoring import TORCHSERVE_METRICS
+
+    srv = running_server["server"]
+    text = requests.get(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=30).text
+    live = exposition_names(text)
+    assert TORCHSERVE_METRICS <= live, f"not emitted by TorchServe: {sorted(TORCHSERVE_METRICS - live)}"
+    # traffic from the tests above shows up in the counters the scaling signal divides
+    samples = [ln for ln in text.splitlines() if ln.startswith(("ts_inference_requests_total{",
+                                                                "ts_queue_latency_microseconds{"))]
+    assert samples and all(float(ln.rsplit(" ", 1)[1]) > 0 for ln in samples), samples
+
+
 # last: it stops the module's server
 def test_status_then_stop_leaves_no_process(running_server):
     state_dir = running_server["state_dir"]

@@ -1,0 +1,208 @@
+"""`make docker-test`: build the CPU image, serve a packaged digits model from it on loopback ports, run
+tests/test_serve against the container, then stop and remove that container; then the same image as the pod of
+k8s/deployment-cpu.yaml behind its auth proxy (docker/pod_check.py).
+
+    python docker/docker_test.py                        # trains, compiles (ONNX) and packages a digits model first
+    python docker/docker_test.py --model-store DIR --model digits_resnet18_onnx     # serve .mar files you have
+    BASE_IMAGE=python:3.11-slim-bookworm python docker/docker_test.py              # base image to build on
+
+Without BASE_IMAGE it uses python:3.11-slim-bookworm when the engine has it or can pull it, else a Debian 12
+base made here with debootstrap (docs/deployment.md, "Building without a registry"). The machine's CA bundle
+goes to the build as a BuildKit secret. Prints the image size and the test result; exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+START_ENGINE = ("no Docker engine is reachable ({}); start one: `sudo systemctl start docker`, or where there is "
+                "no service manager `sudo dockerd > /var/log/dockerd.log 2>&1 &` (Debian: apt-get install docker.io)")
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, text=True, capture_output=True, check=False, **kw)
+
+
+def check_engine(docker: str) -> None:
+    if not shutil.which(docker):
+        fail(f"no `{docker}` command on PATH; install Docker (Debian: apt-get install docker.io)")
+    info = sh([docker, "info", "--format", "{{.ServerVersion}}"], timeout=30)
+    if info.returncode != 0:
+        fail(START_ENGINE.format((info.stderr.strip().splitlines() or ["docker info failed"])[-1]))
+    print(f"Docker engine {info.stdout.strip()}", flush=True)
+
+
+def buildkit_client(docker: str) -> tuple[list[str], dict]:
+    """A client command that builds with BuildKit: `docker buildx build --load`, or a `docker` with BuildKit built
+    in (clients before 23.0, e.g. Debian's docker.io) with DOCKER_BUILDKIT=1."""
+    candidates = [docker] + [str(Path(d) / "docker") for d in os.environ.get("PATH", "").split(os.pathsep)
+                             if (Path(d) / "docker").is_file()]
+    for client in dict.fromkeys(candidates):
+        if sh([client, "buildx", "version"]).returncode == 0:
+            return [client, "buildx", "build", "--load"], {}
+        version = sh([client, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+        if version and version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
+            return [client, "build"], {"DOCKER_BUILDKIT": "1"}
+    fail("no Docker client here can build with BuildKit (needed for the CA-bundle secret): install the buildx "
+         "plugin (Docker's docker-buildx-plugin package) or use a client with BuildKit built in (Debian's docker.io)")
+
+
+def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
+    cmd, env = buildkit_client(docker)
+    ca = os.environ.get("SSL_CERT_FILE") or CA_BUNDLE
+    secret = ["--secret", f"id=ca_bundle,src={ca}"] if Path(ca).is_file() else []
+    args = [*cmd, "-f", str(ROOT / "docker/Dockerfile.cpu"), "-t", image, "--progress", "plain",
+            "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"CUDA_WHEELS={str(cuda_wheels).lower()}",
+            *secret, str(ROOT)]
+    print("$ " + " ".join(args), flush=True)
+    t0 = time.monotonic()
+    log = ROOT / "logs" / "docker-test" / "build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.run(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        fail(f"docker build failed; its log: {log}\n" + "".join(log.read_text().splitlines(True)[-25:]))
+    size = int(sh([docker, "image", "inspect", "-f", "{{.Size}}", image]).stdout.strip())
+    print(f"built {image} from {base} in {time.monotonic() - t0:.0f} s: {size / 1e9:.2f} GB ({size} bytes); "
+          f"log {log}", flush=True)
+
+
+def check_image(docker: str, image: str) -> None:
+    """The image runs as a non-root user, and the CA bundle handed to the build as a secret is not in it."""
+    uid = sh([docker, "run", "--rm", "--entrypoint", "id", image, "-u"]).stdout.strip()
+    secrets = sh([docker, "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "ls -A /run/secrets 2>/dev/null"])
+    if uid in ("", "0") or secrets.stdout.strip():
+        fail(f"image {image}: user id {uid!r}, /run/secrets holds {secrets.stdout.split()}; expected non-root, empty")
+    print(f"image runs as uid {uid}; no build secret left in it", flush=True)
+
+
+def package_digits(work: Path) -> tuple[Path, str]:
+    """train digits_example -> compile=onnx -> package, into `work` (kept: later runs reuse the .mar)."""
+    store = work / "model_store"
+    done = sorted(store.glob("*.mar"))
+    if done:
+        print(f"reusing the digits model packaged by an earlier run: {done[0]} (delete {work} to retrain)", flush=True)
+        return store, done[0].stem
+    from infkit.compile import run as compile_stage
+    from infkit.package import run as package_stage
+    from infkit.train import run as train_stage
+    from infkit.utils.compose import compose_config
+
+    print("training digits_example (a few minutes), compiling to ONNX, packaging ...", flush=True)
+    trained = train_stage.run(compose_config("train", ["experiment=digits_example", "~callbacks.rich_progress_bar",
+                                                       "+trainer.enable_progress_bar=false"], work / "train"))
+    print(f"test accuracy {trained.metrics.get('test/acc', float('nan')):.4f}", flush=True)
+    compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}",
+                                               "compile=onnx"], work / "compile"))
+    packaged = package_stage.run(compose_config("package", [f"artifact_dir={work / 'compile'}",
+                                                            f"model_store={store}"], work / "package"))
+    return store, packaged.model_name
+
+
+def wait_healthy(docker: str, name: str, timeout: float = 300.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        state = json.loads(sh([docker, "inspect", "-f", "{{json .State}}", name]).stdout or "{}")
+        health = (state.get("Health") or {}).get("Status")
+        if not state.get("Running"):
+            fail(f"container {name} exited ({state.get('ExitCode')}):\n{logs_tail(docker, name)}")
+        if health == "healthy":
+            print(f"container healthy after {time.monotonic() - t0:.0f} s (HEALTHCHECK on /ping)", flush=True)
+            return
+        if health == "unhealthy":  # failing after the start period
+            last = ((state.get("Health") or {}).get("Log") or [{}])[-1].get("Output", "").strip()
+            fail(f"container {name} is unhealthy; last check: {last[-400:]}\n{logs_tail(docker, name)}")
+        time.sleep(3)
+    fail(f"container {name} not healthy after {timeout:.0f} s:\n{logs_tail(docker, name)}")
+
+
+def logs_tail(docker: str, name: str) -> str:
+    out = sh([docker, "logs", "--tail", "30", name])
+    return (out.stdout + out.stderr)[-4000:]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docker", default=os.environ.get("DOCKER", "docker"), help="docker client (default: docker)")
+    p.add_argument("--image", default="infkit:cpu", help="tag of the image to build (default infkit:cpu)")
+    p.add_argument("--model-store", type=Path, help="a folder of .mar files (default: package a digits model)")
+    p.add_argument("--model", help="model name to test (with --model-store)")
+    p.add_argument("--cuda-wheels", action="store_true", help="install requirements.lock's CUDA set whole")
+    p.add_argument("--no-pod-check", action="store_true", help="skip the k8s pod check (docker/pod_check.py)")
+    args = p.parse_args(argv)
+    if bool(args.model_store) != bool(args.model):
+        fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
+    from infkit.serve.server import free_ports, inference_token
+
+    t_start = time.monotonic()
+    check_engine(args.docker)
+    from base_image import base_image  # beside this script
+
+    build(args.docker, args.image, base_image(args.docker, fail), args.cuda_wheels)
+    check_image(args.docker, args.image)
+    if args.model_store:
+        store, model = args.model_store.resolve(), args.model
+    else:
+        store, model = package_digits(ROOT / "logs" / "docker-test" / "digits")
+    unreadable = [p for p in (store, *store.glob("*.mar"))
+                  if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need]
+    if unreadable:  # the container's user (uid 1000) reads the store mounted from here
+        fail(f"{unreadable[0]} is not readable by other users; the container's user needs it: chmod o+rX it")
+    with tempfile.TemporaryDirectory(prefix="infkit-docker-test-") as tmp:
+        work = Path(tmp)
+        ports = free_ports("127.0.0.1")
+        http, grpc, metrics = ports["inference_port"], ports["grpc_inference_port"], ports["metrics_port"]
+        name = f"infkit-docker-test-{os.getpid()}"
+        run = [args.docker, "run", "-d", "--name", name, "-p", f"127.0.0.1:{http}:8080", "-p",
+               f"127.0.0.1:{grpc}:7070", "-p", f"127.0.0.1:{metrics}:8082",
+               "-v", f"{store}:/home/model-server/model-store:ro", args.image]
+        print("$ " + " ".join(run), flush=True)
+        started = sh(run)
+        if started.returncode != 0:
+            fail(f"docker run failed: {started.stderr.strip()}")
+        try:
+            wait_healthy(args.docker, name)
+            keys = sh([args.docker, "exec", name, "cat", "/home/model-server/key_file.json"])
+            key_file = work / "key_file.json"
+            key_file.write_text(keys.stdout)
+            if not inference_token(key_file):
+                fail(f"no inference key in the container's key_file.json: {keys.stdout[:200]} {keys.stderr[:200]}")
+            tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
+                     "--public_ip", "127.0.0.1", "--model", model, "--dataset", "digits", "--http_port", str(http),
+                     "--grpc_port", str(grpc), "--metrics_port", str(metrics), "--key_file", str(key_file)]
+            print("$ " + " ".join(tests), flush=True)
+            result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
+            print(result.stdout[-3000:], result.stderr[-2000:], sep="", flush=True)
+        finally:
+            removed = sh([args.docker, "rm", "-f", name])
+            print(f"stopped and removed container {name}" if removed.returncode == 0
+                  else f"warning: could not remove container {name}: {removed.stderr.strip()}", flush=True)
+    summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+    print(f"docker-test: {summary} against {args.image}", flush=True)
+    pod = None
+    if result.returncode == 0 and not args.no_pod_check:
+        import pod_check  # beside this script
+
+        pod = pod_check.run(args.docker, args.image, store, model, free_ports("127.0.0.1"))
+    print(f"docker-test done in {time.monotonic() - t_start:.0f} s: image {summary}; pod check "
+          f"{ {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }", flush=True)
+    return result.returncode or (pod or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

