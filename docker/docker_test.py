@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if bool(args.model_store) != bool(args.model):
         fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
-    from infkit.serve.server import free_ports, inference_token
+    from infkit.serve.auth import inference_token
+    from infkit.serve.config import free_ports
 
     t_start = time.monotonic()
     check_engine(args.docker)
@@ -183,8 +184,8 @@ def main(argv=None) -> int:
             if not inference_token(key_file):
                 fail(f"no inference key in the container's key_file.json: {keys.stdout[:200]} {keys.stderr[:200]}")
             tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
-                     "--public_ip", "127.0.0.1", "--model", model, "--dataset", "digits", "--http_port", str(http),
-                     "--grpc_port", str(grpc), "--metrics_port", str(metrics), "--key_file", str(key_file)]
+                     "--public_ip", "127.0.0.1", "--model", model, "--dataset", "digits", "--http-port", str(http),
+                     "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--key-file", str(key_file)]
             print("$ " + " ".join(tests), flush=True)
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-3000:], result.stderr[-2000:], sep="", flush=True)

@@ -108,7 +108,7 @@ def run(docker: str, image: str, store: Path, model: str, ports: dict[str, int])
                   "management, token and metrics paths 404", flush=True)
             tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
                      "--ignore", "tests/test_serve/test_serve_grpc.py", "--public_ip", "127.0.0.1", "--model", model,
-                     "--dataset", "digits", "--http_port", str(http), "--metrics_port", str(metrics), "--token", key]
+                     "--dataset", "digits", "--http-port", str(http), "--metrics-port", str(metrics), "--token", key]
             print("$ " + " ".join(tests[:-1] + ["<key>"]), flush=True)
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-2500:], result.stderr[-1500:], sep="", flush=True)

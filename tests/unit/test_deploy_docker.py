@@ -126,7 +126,7 @@ def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
     import json
     import threading
 
-    from infkit.serve.server import free_ports
+    from infkit.serve.config import free_ports
 
     class Ping(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
