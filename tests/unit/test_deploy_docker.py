@@ -150,3 +150,17 @@ def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_container_limits_and_logs_match_the_serve_config():
+    """The container runs TorchServe without infkit's start, so its config.properties and log4j2.xml are written
+    once here; they must say what `infkit serve start` would (one size limit, bounded console logs)."""
+    from infkit.serve import logs
+    from infkit.serve.config import ServerConfig
+    from infkit.serve.decode import DEFAULT_MAX_BYTES
+
+    props = properties((ROOT / "docker/config.properties").read_text())
+    assert int(props["max_request_size"]) == ServerConfig().request_limit(DEFAULT_MAX_BYTES)
+    assert int(props["max_response_size"]) == ServerConfig().max_response_size
+    assert "-Dlog4j.configurationFile=file:///home/model-server/log4j2.xml" in props["vmargs"]
+    assert (ROOT / "docker/log4j2.xml").read_text() == logs.log4j2_xml(None, ServerConfig())

@@ -35,27 +35,33 @@ def _rolling(name: str, directory: Path, pattern: str, cfg: ServerConfig, extra:
             f'    </RollingFile>\n')
 
 
-def log4j2_xml(log_dir: Path, cfg: ServerConfig) -> str:
-    """The log4j2 configuration TorchServe runs with (written into the state folder at start)."""
-    log_dir = Path(log_dir).resolve()
+def log4j2_xml(log_dir: Path | None, cfg: ServerConfig) -> str:
+    """The log4j2 configuration TorchServe runs with (written into the state folder at start). With log_dir None,
+    everything goes to the console at the same levels and filters: a container's logs are its standard output."""
     level = cfg.log_level.upper()
     line = "%d{ISO8601} [%-5p] %t %c - %m%n"
     regex = quoteattr(".*(" + "|".join(re.escape(m) for m in PER_REQUEST) + ").*")
     drop = f'\n      <RegexFilter regex={regex} onMatch="DENY" onMismatch="NEUTRAL"/>'
-    appenders = (_rolling("ts_log", log_dir, line, cfg, drop)
-                 + _rolling("model_log", log_dir, line, cfg, drop)
-                 + (_rolling("access_log", log_dir, "%d{ISO8601} - %m%n", cfg) if cfg.access_log else "")
-                 + '    <Console name="STDOUT" target="SYSTEM_OUT">\n'
-                   f'      <PatternLayout pattern="{line}"/>\n    </Console>\n')
-    access = ('    <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="access_log"/></Logger>\n'
-              if cfg.access_log else '    <Logger name="ACCESS_LOG" level="off" additivity="false"/>\n')
+    console = ('    <Console name="STDOUT" target="SYSTEM_OUT">\n'
+               f'      <PatternLayout pattern="{line}"/>{drop if log_dir is None else ""}\n    </Console>\n')
+    if log_dir is None:
+        appenders, ts_log, model_log, access_log = console, "STDOUT", "STDOUT", "STDOUT"
+    else:
+        log_dir = Path(log_dir).resolve()
+        appenders = (_rolling("ts_log", log_dir, line, cfg, drop) + _rolling("model_log", log_dir, line, cfg, drop)
+                     + (_rolling("access_log", log_dir, "%d{ISO8601} - %m%n", cfg) if cfg.access_log else "")
+                     + console)
+        ts_log, model_log, access_log = "ts_log", "model_log", "access_log"
+    access = (f'    <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="{access_log}"/>'
+              '</Logger>\n' if cfg.access_log else '    <Logger name="ACCESS_LOG" level="off" additivity="false"/>\n')
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            "<!-- written by infkit at each start (infkit.serve.logs); edit serve.server.log_* instead -->\n"
+            "<!-- written by infkit (infkit.serve.logs); change serve.server.log_* instead of editing it -->\n"
             "<Configuration>\n  <Appenders>\n" + appenders + "  </Appenders>\n  <Loggers>\n"
             + access
             + f'    <Logger name="org.pytorch.serve" level="{level}" additivity="false">'
-              '<AppenderRef ref="ts_log"/></Logger>\n'
-            + f'    <Logger name="MODEL_LOG" level="{level}" additivity="false"><AppenderRef ref="model_log"/></Logger>\n'
+              f'<AppenderRef ref="{ts_log}"/></Logger>\n'
+            + f'    <Logger name="MODEL_LOG" level="{level}" additivity="false"><AppenderRef ref="{model_log}"/>'
+              '</Logger>\n'
             # metrics go to Prometheus (metrics_mode=prometheus); their per-request log lines are off
             + '    <Logger name="MODEL_METRICS" level="off" additivity="false"/>\n'
             + '    <Logger name="TS_METRICS" level="off" additivity="false"/>\n'
