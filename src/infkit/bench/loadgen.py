@@ -1,57 +1,22 @@
 """Load against an HTTP endpoint in threads: closed loop (N clients) or open loop (a rate).
 
-Each thread keeps its own keep-alive connection (http.client: a fraction of the client CPU per request that
-requests costs). Every request becomes a Record; nothing is dropped, whatever the status. Stopping (deadline,
+Each thread keeps its own keep-alive connection (http1.Connection: about the client CPU per request of `hey`, a
+an eighth of requests'). Every request becomes a Record; nothing is dropped, whatever the status. Stopping (deadline,
 Ctrl-C) is cooperative through one Event. clients.py spreads the same loops over several processes: the loops take
 every `step`-th request index from `first`, so processes together send exactly what one would."""
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
+from infkit.bench.http1 import Connection
 from infkit.bench.record import Record
 from infkit.serve.auth import auth_header
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; after a transport error the next request opens a new one."""
-
-    def __init__(self, url: str, headers: dict[str, str], timeout: float):
-        parts = urlsplit(url)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
-        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self.http = kind(host, parts.port, timeout=timeout)
-        self.headers = headers
-
-    def post(self, body: bytes) -> int:
-        """The answer's HTTP status once its whole body is read (latency includes the transfer); 0 for a transport
-        error (connection refused or reset, timeout)."""
-        try:
-            if self.http.sock is None:
-                self.http.connect()
-                self.http.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.http.request("POST", self.path, body, self.headers)
-            answer = self.http.getresponse()
-            answer.read()
-            if answer.will_close:
-                self.http.close()
-            return answer.status
-        except (OSError, http.client.HTTPException):
-            self.http.close()
-            return 0
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @dataclass
