@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive(int), default=64, help="open loop: sender threads (default 64)")
     p.add_argument("--processes", type=processes, default=None, metavar="N|auto",
                    help="client processes sharing the load, each with keep-alive connections (default auto: one per "
-                        "16 clients or 500 req/s, up to the usable cores)")
+                        "16 clients or 1000 req/s, up to the usable cores)")
     p.add_argument("--client_cpu_limit", type=fraction, default=CPU_LIMIT, metavar="F",
                    help="warn that the client was the bottleneck when it used this fraction of its cores, or one "
                         f"process this fraction of a core (default {CPU_LIMIT})")

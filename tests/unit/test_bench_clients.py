@@ -93,7 +93,7 @@ def test_shares_split_the_load_evenly():
     assert clients.auto_processes("closed", 32, 64, cores=2) == 2
     assert clients.auto_processes("closed", 256, 64, cores=4) == 4
     assert clients.auto_processes("open", 100, 64, cores=8) == 1
-    assert clients.auto_processes("open", 1500, 64, cores=8) == 3
+    assert clients.auto_processes("open", 2500, 64, cores=8) == 3
 
 
 def test_processes_merge_every_record_and_report_their_cpu(tiny_server, tmp_path):

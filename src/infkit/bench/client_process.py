@@ -44,8 +44,9 @@ def child(ctrl: Connection, data: Connection) -> None:
         data.send(("done", sent, time.process_time() - cpu0))
     except (EOFError, BrokenPipeError):
         pass  # the parent is gone: nobody to report to
-    except Exception:  # noqa: BLE001 - reported to the parent, which names it
-        data.send(("error", traceback.format_exc(limit=3).strip().replace("\n", " | ")))
+    except Exception as exc:  # noqa: BLE001 - the traceback goes to stderr, the one line to the parent, which names it
+        traceback.print_exc()
+        data.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _ship(run: loadgen.Run, data) -> int:

@@ -22,7 +22,7 @@ from infkit.errors import InfkitError
 
 FLUSH = 0.1  # seconds between a child's record batches
 CLIENTS_PER_PROCESS = 16  # closed loop: auto adds a process per this many clients (up to the usable cores)
-RATE_PER_PROCESS = 500.0  # open loop: ... per this many requests per second offered
+RATE_PER_PROCESS = 1000.0  # open loop: ... per this many requests per second offered
 
 
 @dataclass(frozen=True)
