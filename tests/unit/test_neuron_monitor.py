@@ -26,7 +26,7 @@ import requests
 from infkit.monitor import prometheus, summary
 from infkit.monitor.schema import parse_report
 from infkit.monitor.stream import Stream, parse_line
-from infkit.serve.server import free_ports
+from infkit.serve.config import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / "tests/resources/neuron_monitor"
