@@ -22,6 +22,7 @@ from infkit.bench import loadgen, report
 from infkit.bench.machine import machine_info
 from infkit.bench.runner import LevelSpec, client_warnings, sweep
 from infkit.bench.stats import CPU_LIMIT
+from infkit.errors import InfkitError
 from infkit.resources import sample_images
 from infkit.serve.auth import inference_token
 
@@ -127,7 +128,6 @@ def main(argv=None) -> int:
 
     monitor = None
     if args.neuron_monitor:
-        from infkit.errors import InfkitError
         from infkit.monitor.stream import Stream
 
         try:
@@ -145,7 +145,10 @@ def main(argv=None) -> int:
                        processes=args.processes, cpu_limit=args.client_cpu_limit) for lv in levels]
     out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
-    results = sweep(target, specs, metrics_url, model)
+    try:
+        results = sweep(target, specs, metrics_url, model)
+    except InfkitError as exc:  # client processes that could not start
+        return fail(str(exc))
     if monitor:
         from infkit.monitor import summary as neuron_summary
 

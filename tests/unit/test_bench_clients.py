@@ -191,3 +191,20 @@ def test_ctrl_c_from_a_terminal_stops_the_command_and_writes_what_was_measured(t
     assert level["interrupted"] and level["client"]["failures"] == []
     assert level["sent_including_warmup"] == settled_total(tiny_server) > 0
     assert len((run_dir / "requests.csv").read_text().splitlines()) == level["sent_including_warmup"] + 1
+
+
+def test_bad_process_counts_and_limits_are_one_line_errors(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "src/utils/benchmark.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    for flag, value, said in (("--processes", "0", "give a number of processes >= 1, or auto"),
+                              ("--processes", "many", "give a number of processes >= 1, or auto"),
+                              ("--client_cpu_limit", "1.5", "give a fraction in (0, 1]")):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["--url", "http://127.0.0.1:9/predictions/x", flag, value])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"'{value}': {said}" in err, err
+    assert cli.build_parser().parse_args(["--url", "u", "--processes", "auto"]).processes is None

@@ -97,16 +97,15 @@ class Spawned:
             for share in shares_:
                 ctrl_r, ctrl_w = os.pipe()
                 data_r, data_w = os.pipe()
+                self.ctrl.append(Connection(ctrl_w, readable=False))  # closed by kill() whatever happens next
+                self.data.append(Connection(data_r, writable=False))
                 try:
-                    proc = subprocess.Popen([sys.executable, "-m", "infkit.bench.client_process", str(ctrl_r),
-                                             str(data_w)], pass_fds=(ctrl_r, data_w), stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                    self.procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "infkit.bench.client_process", str(ctrl_r), str(data_w)],
+                        pass_fds=(ctrl_r, data_w), stdin=subprocess.DEVNULL, start_new_session=True))
                 finally:
                     os.close(ctrl_r)
                     os.close(data_w)
-                self.procs.append(proc)
-                self.ctrl.append(Connection(ctrl_w, readable=False))
-                self.data.append(Connection(data_r, writable=False))
             for conn, share in zip(self.ctrl, shares_):  # all are importing already: a send waits for one reader
                 conn.send(("setup", target, share))
             self._wait_ready(ready_timeout)
