@@ -1,6 +1,8 @@
 """Load-test a TorchServe endpoint (the seed's benchmark, measured properly).
 
 closed loop:  python src/utils/benchmark.py --url http://127.0.0.1:8080/predictions/<model> --num_thread 64
+              (--processes N spreads the clients over N client processes; default: one per 16 clients, up to the
+              usable cores)
 open loop:    python src/utils/benchmark.py --url ... --rate 50 [--arrivals poisson]
 sweep:        python src/utils/benchmark.py --url ... --sweep 1,2,4,8,16      (concurrencies; with --rate: rates)
 Inferentia:   neuron-monitor | python src/utils/benchmark.py --url ... --neuron-monitor -   (or a file it writes to)
@@ -18,7 +20,9 @@ from urllib.parse import urlparse
 
 from infkit.bench import loadgen, report
 from infkit.bench.machine import machine_info
-from infkit.bench.runner import LevelSpec, sweep
+from infkit.bench.runner import LevelSpec, client_warnings, sweep
+from infkit.bench.stats import CPU_LIMIT
+from infkit.errors import InfkitError
 from infkit.resources import sample_images
 from infkit.serve.auth import inference_token
 
@@ -42,6 +46,28 @@ def positive(kind):
     return conv
 
 
+def processes(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of processes >= 1, or auto")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction in (0, 1], e.g. 0.8")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True, help="prediction URL, e.g. http://127.0.0.1:8080/predictions/digits_resnet18_onnx")
@@ -49,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=positive(float), default=None, help="open loop: requests per second")
     p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant", help="open loop arrivals")
     p.add_argument("--workers", type=positive(int), default=64, help="open loop: sender threads (default 64)")
+    p.add_argument("--processes", type=processes, default=None, metavar="N|auto",
+                   help="client processes sharing the load, each with keep-alive connections (default auto: one per "
+                        "16 clients or 1000 req/s, up to the usable cores)")
+    p.add_argument("--client_cpu_limit", type=fraction, default=CPU_LIMIT, metavar="F",
+                   help="warn that the client was the bottleneck when it used this fraction of its cores, or one "
+                        f"process this fraction of a core (default {CPU_LIMIT})")
     p.add_argument("--sweep", type=parse_levels, default=None,
                    help="levels to sweep: concurrencies, or rates with --rate given (e.g. 1,2,4,8)")
     p.add_argument("--images", nargs="+", type=Path, default=None,
@@ -96,7 +128,6 @@ def main(argv=None) -> int:
 
     monitor = None
     if args.neuron_monitor:
-        from infkit.errors import InfkitError
         from infkit.monitor.stream import Stream
 
         try:
@@ -110,10 +141,14 @@ def main(argv=None) -> int:
     is_sweep = args.sweep is not None
     specs = [LevelSpec(mode=mode, level=lv, warmup=args.warmup, max_duration=args.duration, interval=args.interval,
                        window=args.window, stable_windows=args.stable_windows if is_sweep else 0,
-                       tolerance=args.tolerance, arrivals=args.arrivals, workers=args.workers) for lv in levels]
+                       tolerance=args.tolerance, arrivals=args.arrivals, workers=args.workers,
+                       processes=args.processes, cpu_limit=args.client_cpu_limit) for lv in levels]
     out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
-    results = sweep(target, specs, metrics_url, model)
+    try:
+        results = sweep(target, specs, metrics_url, model)
+    except InfkitError as exc:  # client processes that could not start
+        return fail(str(exc))
     if monitor:
         from infkit.monitor import summary as neuron_summary
 
@@ -147,6 +182,13 @@ def main(argv=None) -> int:
             srv = r["server"]
             print(f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
                   f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server")
+        if r["client"]:
+            c = r["client"]
+            print(f"   client: {c['processes']} process{'es' if c['processes'] > 1 else ''}, "
+                  f"{c['cores_used']:.2f} of {c['usable_cores']} cores ({c['cpu_util']:.0%}), busiest process "
+                  f"{c['busiest_process_util']:.0%} of a core, {c['cpu_ms_per_request']:.2f} ms CPU per request")
+        for line in client_warnings(r):
+            print(f"   {line}")
         if r.get("neuron"):
             from infkit.monitor.summary import describe
 

@@ -192,6 +192,73 @@ def test_dashboard_metrics_are_emitted_by_torchserve(running_server):
     assert samples and all(float(ln.rsplit(" ", 1)[1]) > 0 for ln in samples), samples
 
 
+# -- the load generator's client processes, and the same load from `hey` --------------------------
+def test_client_processes_count_matches_the_server(running_server, tmp_path):
+    doc, run_dir = _bench(running_server, tmp_path, "--num_thread", "4", "--processes", "2", "--duration", "3")
+    (level,) = doc["levels"]
+    s, client = level["summary"], level["client"]
+    # two client processes, one record stream: every request sent is one TorchServe counted
+    assert client["processes"] == 2 and client["failures"] == [] and len(client["cpu_by_process_s"]) == 3
+    assert level["server"]["requests"] == s["requests"] == level["sent_including_warmup"] > 8
+    assert s["errors_by_status"] == {"415": s["errors"]} and s["ok"] + s["errors"] == s["requests"]
+    assert 0 < client["cpu_util"] and client["cpu_ms_per_request"] > 0
+    assert "client_cpu_util" in (run_dir / "levels.csv").read_text().splitlines()[0]
+
+
+def _hey(url: str, token: str | None, body: Path, clients: int, seconds: float) -> dict:
+    """hey's closed loop (`clients` workers, keep-alive) for `seconds`: its summary's req/s and status counts."""
+    import re
+    import shutil
+
+    cmd = [shutil.which("hey"), "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T",
+           "application/octet-stream", "-D", str(body), *(["-H", f"Authorization: Bearer {token}"] if token else []),
+           url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+    statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    return {"throughput_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "statuses": statuses}
+
+
+def test_our_client_beside_hey(running_server, tmp_path, capsys):
+    """The same closed loop from our client and from `hey` (Go) on the same server: both numbers are printed; no
+    speed is asserted (the machine is shared). Counts are: ours against TorchServe's counter, hey's by status."""
+    import json
+    import shutil
+
+    from infkit.bench import promscrape
+    from infkit.serve.auth import inference_token
+
+    if shutil.which("hey") is None:
+        pytest.skip("hey is not installed (Debian: apt-get install hey): nothing to compare with")
+    srv = running_server["server"]
+    model = running_server["models"]["onnx"]
+    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{model}"
+    metrics = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+    token = inference_token(running_server["state"]["key_file"])
+    image = min((ROOT / "tests/resources/digits").glob("*.png"))
+    clients, seconds = 8, 5
+    before = promscrape.scrape(metrics, model)
+    hey = _hey(url, token, image, clients, seconds)
+    after = promscrape.scrape_settled(metrics, model)
+    assert hey["statuses"] and set(hey["statuses"]) == {200}, hey
+    assert after["ts_inference_requests_total"] - before["ts_inference_requests_total"] == sum(hey["statuses"].values())
+    out = tmp_path / "bench"
+    args = ["--url", url, "--images", str(image), "--num_thread", str(clients), "--warmup", "1", "--duration",
+            str(seconds), "--interval", str(seconds), "--metrics_url", metrics, "--key_file",
+            str(running_server["state"]["key_file"]), "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(ROOT / "src/utils/benchmark.py"), *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (level,) = json.loads(next(out.iterdir()).joinpath("results.json").read_text())["levels"]
+    ours, client = level["summary"], level["client"]
+    # TorchServe counts the warm-up's requests too: all the client sent
+    assert ours["errors"] == 0 and level["server"]["requests"] == level["sent_including_warmup"] > ours["requests"] > 0
+    with capsys.disabled():
+        print(f"\n{clients} clients, {seconds} s each on the same server: hey {hey['throughput_rps']:.1f} req/s, "
+              f"ours {ours['throughput_rps']:.1f} req/s (ratio {ours['throughput_rps'] / hey['throughput_rps']:.2f}); "
+              f"our client used {client['cpu_util']:.0%} of {client['usable_cores']} cores, "
+              f"{client['cpu_ms_per_request']:.2f} ms CPU per request")
+
+
 # last: it stops the module's server
 def test_status_then_stop_leaves_no_process(running_server):
     state_dir = running_server["state_dir"]

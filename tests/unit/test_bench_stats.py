@@ -6,7 +6,7 @@ import pytest
 
 from infkit.bench import promscrape
 from infkit.bench.loadgen import schedule
-from infkit.bench.stats import Record, stable, summarize, window
+from infkit.bench.stats import Record, client_cpu, stable, summarize, window
 
 METRICS = """# HELP ts_inference_requests_total Total number of inference requests.
 # TYPE ts_inference_requests_total counter
@@ -74,3 +74,23 @@ def test_prometheus_split_per_model():
     assert split == {"requests": 10, "mean_queue_ms": 1.0, "mean_server_ms": 4.0, "mean_processing_ms": 3.0}
     assert promscrape.split(None, after) is None
     assert promscrape.scrape("http://127.0.0.1:9/metrics") is None
+
+
+def test_client_cpu_report_and_bottleneck_guard():
+    # 2 usable cores, 10 s: a child process at 0.3 core and this one at 0.1: 0.4 cores, 20 %, no warning
+    calm = client_cpu([1.0, 3.0], wall_s=10.0, cores=2, requests=4000, load_processes=1)
+    assert calm["cores_used"] == pytest.approx(0.4) and calm["cpu_util"] == pytest.approx(0.2)
+    assert calm["busiest_process_util"] == pytest.approx(0.3) and calm["cpu_ms_per_request"] == pytest.approx(1.0)
+    assert not calm["bottleneck"] and calm["warnings"] == []
+    # one process near a full core while the machine has another: more processes is the fix
+    one_core = client_cpu([9.0], wall_s=10.0, cores=2, requests=100, load_processes=1)
+    assert one_core["bottleneck"] and "--processes" in one_core["warnings"][0] and "90%" in one_core["warnings"][0]
+    # every process busy and no core left: the client must run elsewhere (or load less)
+    full = client_cpu([0.5, 8.5, 8.5], wall_s=10.0, cores=2, requests=100, load_processes=2)
+    assert full["cpu_util"] == pytest.approx(0.875) and full["bottleneck"]
+    assert "another machine" in full["warnings"][0] and "--processes" not in full["warnings"][0]
+    # a single-core machine: one busy process is the whole machine
+    assert "another machine" in client_cpu([9.0], 10.0, 1, 100, 1)["warnings"][0]
+    # the limit is the user's
+    assert not client_cpu([9.0], 10.0, 2, 100, 1, limit=0.95)["bottleneck"]
+    assert math.isnan(client_cpu([0.0], 1.0, 2, 0, 1)["cpu_ms_per_request"])

@@ -21,18 +21,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict:
     import torch
 
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": affinity,
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "accelerators": "cuda" if torch.cuda.is_available() else "none",

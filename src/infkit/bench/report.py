@@ -9,19 +9,28 @@ import math
 from pathlib import Path
 
 LEVEL_COLUMNS = ["mode", "level", "requests", "errors", "throughput_rps", "mean_s", "p50_s", "p90_s", "p99_s",
-                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_processing_ms", "server_total_ms", "stopped_by"]
+                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_processing_ms", "server_total_ms",
+                 "client_processes", "client_cores_used", "client_cpu_util", "client_cpu_ms_per_request",
+                 "client_bottleneck", "stopped_by"]
 
 
 def level_row(result: dict) -> dict:
-    s, srv = result["summary"], result.get("server") or {}
+    s, srv, cli = result["summary"], result.get("server") or {}, result.get("client") or {}
     lat = s["latency_s"]
     return {"mode": result["mode"], "level": result["level"], "requests": s["requests"], "errors": s["errors"],
             "throughput_rps": round(s["throughput_rps"], 3), "mean_s": lat["mean"], "p50_s": lat["p50"],
             "p90_s": lat["p90"], "p99_s": lat["p99"], "max_s": lat["max"],
             "late_requests": s["client_lag"]["late_requests"], "server_requests": srv.get("requests"),
             "server_queue_ms": srv.get("mean_queue_ms"), "server_processing_ms": srv.get("mean_processing_ms"),
-            "server_total_ms": srv.get("mean_server_ms"),
+            "server_total_ms": srv.get("mean_server_ms"), "client_processes": cli.get("processes"),
+            "client_cores_used": _round(cli.get("cores_used")), "client_cpu_util": _round(cli.get("cpu_util")),
+            "client_cpu_ms_per_request": _round(cli.get("cpu_ms_per_request")),
+            "client_bottleneck": cli.get("bottleneck"),
             "stopped_by": result["stopped_by"]}
+
+
+def _round(value, digits: int = 4):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, digits)
 
 
 def _clean(obj):

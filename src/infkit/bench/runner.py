@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from infkit.bench import loadgen, promscrape
-from infkit.bench.stats import stable, summarize, window
+from infkit.bench import clients, loadgen, promscrape
+from infkit.bench.machine import usable_cores
+from infkit.bench.stats import CPU_LIMIT, client_cpu, stable, summarize, window
 
 
 @dataclass
@@ -23,6 +24,13 @@ class LevelSpec:
     tolerance: float = 0.1
     arrivals: str = "constant"
     workers: int = 64  # open loop: sender threads
+    processes: int | None = None  # client processes; None: clients.auto_processes
+    cpu_limit: float = CPU_LIMIT  # client CPU share above which the client counts as the bottleneck
+
+
+def client_shares(spec: LevelSpec, cores: int) -> list[clients.Share]:
+    n = spec.processes or clients.auto_processes(spec.mode, spec.level, spec.workers, cores)
+    return clients.shares(spec.mode, spec.level, spec.workers, n, spec.arrivals)
 
 
 def progress_line(pid: int, w: dict) -> str:
@@ -36,21 +44,25 @@ def run_level(target: loadgen.Target, spec: LevelSpec, metrics_url: str | None =
               echo: Callable[[str], None] = print) -> dict:
     """Run one level; Ctrl-C stops it early and the result says so (what was measured is kept)."""
     before = promscrape.scrape(metrics_url, model) if metrics_url else None
+    cores = usable_cores()
+    try:
+        load = clients.start(target, client_shares(spec, cores))  # processes spawned and ready: not timed
+    except KeyboardInterrupt:
+        echo("stopped while starting the client processes: nothing measured")
+        return _empty(spec)
     t0 = time.perf_counter()
     run = loadgen.Run(warmup_until=t0 + spec.warmup, deadline=t0 + spec.warmup + spec.max_duration)
-    if spec.mode == "closed":
-        threads = loadgen.closed_loop(target, int(spec.level), run)
-    else:
-        threads = loadgen.open_loop(target, float(spec.level), spec.arrivals, spec.workers, run, t0)
+    load.go(run, t0)
     pid = os.getpid()
     measure_from = t0 + spec.warmup
     next_print, next_window = t0 + spec.interval, measure_from + spec.window
+    settle = 0.0 if isinstance(load, clients.InProcess) else 2 * clients.FLUSH
     windows: list[dict] = []
     interrupted, stopped_by = False, "time cap"
     try:
-        while any(t.is_alive() for t in threads):
+        while load.alive():
             time.sleep(0.05)
-            now = time.perf_counter()
+            now = time.perf_counter() - settle  # records from client processes arrive up to `settle` s late
             if now >= next_print:
                 echo(progress_line(pid, window(run.snapshot(), next_print - spec.interval, next_print)))
                 next_print += spec.interval
@@ -60,23 +72,37 @@ def run_level(target: loadgen.Target, spec: LevelSpec, metrics_url: str | None =
                 if spec.stable_windows and stable(windows, spec.stable_windows, spec.tolerance):
                     stopped_by = f"{spec.stable_windows} windows within {spec.tolerance:.0%}"
                     run.stop.set()
-            if now >= run.deadline:
+            if now + settle >= run.deadline:
                 run.stop.set()
     except KeyboardInterrupt:
         interrupted, stopped_by = True, "interrupted (Ctrl-C)"
         run.stop.set()
         echo("stopping: waiting for requests in flight ...")
-    for t in threads:
-        t.join(timeout=target.timeout + 5)
+    load.join(timeout=target.timeout + 5)
+    wall = time.perf_counter() - t0
     after = promscrape.scrape_settled(metrics_url, model) if metrics_url else None
-    records = run.snapshot()
+    records = sorted(run.snapshot(), key=lambda r: r.end)  # client processes' batches arrive interleaved
     measured = [r for r in records if not r.warmup]
     end = max((r.end for r in measured), default=measure_from)
     summary = summarize(records, max(end - measure_from, 1e-9))
     return {"mode": spec.mode, "level": spec.level, "arrivals": spec.arrivals if spec.mode == "open" else None,
             "summary": summary, "sent_including_warmup": len(records), "windows": windows,
             "stopped_by": stopped_by, "interrupted": interrupted, "server": promscrape.split(before, after),
+            "client": client_cpu(load.cpu_s, wall, cores, len(records), load.processes, spec.cpu_limit)
+            | {"failures": load.failures},
             "records": records}
+
+
+def client_warnings(result: dict) -> list[str]:
+    """The level's client problems, one line each: the bottleneck guard and any client process that failed."""
+    client = result.get("client") or {}
+    return [f"warning: {w}" for w in client.get("warnings", []) + client.get("failures", [])]
+
+
+def _empty(spec: LevelSpec) -> dict:
+    return {"mode": spec.mode, "level": spec.level, "arrivals": spec.arrivals if spec.mode == "open" else None,
+            "summary": summarize([], 1e-9), "sent_including_warmup": 0, "windows": [], "stopped_by":
+            "interrupted (Ctrl-C)", "interrupted": True, "server": None, "client": None, "records": []}
 
 
 def sweep(target: loadgen.Target, specs: Sequence[LevelSpec], metrics_url: str | None = None,
@@ -90,6 +116,8 @@ def sweep(target: loadgen.Target, specs: Sequence[LevelSpec], metrics_url: str |
         s = result["summary"]
         echo(f"  -> {s['throughput_rps']:.1f} req/s, p50 {s['latency_s']['p50'] * 1e3:.1f} ms, "
              f"p99 {s['latency_s']['p99'] * 1e3:.1f} ms, errors {s['errors']} ({result['stopped_by']})")
+        for line in client_warnings(result):
+            echo(f"  {line}")
         if result["interrupted"]:
             break
     return results

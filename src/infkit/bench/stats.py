@@ -4,33 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Record:
-    """One request. Times are perf_counter seconds. `intended` is when it should have been sent
-    (open loop: the schedule; closed loop: equal to `start`); latency counts from `intended`."""
-
-    intended: float
-    start: float
-    end: float
-    status: int  # HTTP status; 0 for a transport error (connection refused, timeout)
-    warmup: bool = False
-
-    @property
-    def latency(self) -> float:
-        return self.end - self.intended
-
-    @property
-    def lag(self) -> float:
-        """How late the client itself sent it (open loop)."""
-        return self.start - self.intended
-
-    def row(self) -> dict:
-        return asdict(self) | {"latency": self.latency}
+from infkit.bench.record import Record
 
 
 def percentiles(values: Sequence[float], qs=(50, 90, 99)) -> dict[str, float]:
@@ -83,3 +60,31 @@ def stable(windows: Sequence[dict], count: int, tolerance: float) -> bool:
         if (max(vals) - min(vals)) / float(np.mean(vals)) > tolerance:
             return False
     return True
+
+
+CPU_LIMIT = 0.8  # as Triton Model Analyzer's perf_analyzer_cpu_util guard: 80 % of the client's cores
+
+
+def client_cpu(cpu_s: Sequence[float], wall_s: float, cores: int, requests: int, load_processes: int,
+               limit: float = CPU_LIMIT) -> dict:
+    """The client's own CPU use over a level: user+sys seconds of each client process, per wall second, per usable
+    core. A Python process uses at most about one core, so the client was the bottleneck when one process was busy
+    `limit` of a core, or all together `limit` of the machine's usable cores; the warning says the fix."""
+    wall = max(wall_s, 1e-9)
+    total = float(sum(cpu_s))
+    busiest = max(cpu_s, default=0.0) / wall
+    util = total / wall / max(cores, 1)
+    warnings = []
+    if util >= limit:
+        warnings.append(f"the client used {util:.0%} of the {cores} usable cores (limit {limit:.0%}): the numbers "
+                        "measure the client, not the server; run the client on another machine, or use fewer clients")
+    elif busiest >= limit:
+        fix = (f"raise --processes (now {load_processes}; up to {cores}, one per usable core)"
+               if load_processes < cores else "run the client on another machine with more cores")
+        warnings.append(f"a client process was busy {busiest:.0%} of a core (limit {limit:.0%}; a Python process "
+                        f"uses at most one): the client was the bottleneck; {fix}")
+    return {"processes": load_processes, "cpu_s": total, "cpu_by_process_s": [float(c) for c in cpu_s],
+            "wall_s": wall_s, "cores_used": total / wall, "usable_cores": cores, "cpu_util": util,
+            "busiest_process_util": busiest, "requests": requests,
+            "cpu_ms_per_request": total / requests * 1e3 if requests else float("nan"),
+            "limit": limit, "bottleneck": bool(warnings), "warnings": warnings}
