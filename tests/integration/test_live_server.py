@@ -1,158 +1,29 @@
-"""End to end: train digits -> compile (torchscript, onnx) -> package (src/package.py and the plain
-torch-model-archiver command) -> a real TorchServe on free loopback ports -> tests/test_serve -> stop."""
+"""The live server end to end: tests/test_serve against both packaged models (as a user runs them), the metrics the
+deployment queries, and a short soak."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
-from omegaconf import OmegaConf
 
-from infkit.compile import run as compile_stage
-from infkit.package import run as package_stage
 from infkit.demo import live_tests_command
-from infkit.serve import server
-from infkit.serve.config import ServerConfig
-from infkit.utils.compose import compose_config
+from tests.conftest import ROOT
 from tests.helpers.run_if import run_if
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
-
-
-def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
-    """The README's hand-written torch-model-archiver command, run as a user would."""
-    manifest = OmegaConf.load(artifact_dir / "manifest.json")
-    artifact = artifact_dir / manifest.artifacts[0].file
-    extra = [artifact_dir / "manifest.json", artifact_dir / manifest.eager_weights.file,
-             artifact_dir / "index_to_name.json"]
-    cmd = [str(Path(sys.executable).with_name("torch-model-archiver")), "--model-name", model_name,
-           "--version", "1.0", "--serialized-file", str(artifact), "--handler", str(ROOT / "handlers/infkit_handler.py"),
-           "--extra-files", ",".join(map(str, extra)), "--config-file", str(ROOT / "handlers/model-config.yaml"),
-           "--export-path", str(store)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return store / f"{model_name}.mar"
-
-
-@pytest.fixture(scope="module")
-def running_server(digits_trained, tmp_path_factory):
-    base = tmp_path_factory.mktemp("live")
-    store = base / "model_store"
-    store.mkdir()
-    models = {}
-    for backend in ("torchscript", "onnx"):
-        out = base / f"compile-{backend}"
-        compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={digits_trained.best_ckpt}",
-                                                   f"compile={backend}"], out))
-        if backend == "onnx":
-            cfg = compose_config("package", [f"artifact_dir={out}", f"model_store={store}"], base / "package")
-            models[backend] = package_stage.run(cfg).model_name
-        else:
-            models[backend] = "digits_plain_torchscript"
-            plain_archiver(out, models[backend], store)
-    srv = ServerConfig.from_mapping(OmegaConf.to_container(compose_config("serve", [], base).serve.server,
-                                                           resolve=True)).with_free_ports()
-    state_dir = base / "serve"
-    state = server.start(srv, store, state_dir)
-    yield {"state": state, "server": srv, "models": models, "state_dir": state_dir}
-    server.stop(state_dir)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
     cmd = live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
-                                    tests_dir=ROOT / "tests/test_serve")
+                             tests_dir=ROOT / "tests/test_serve")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
-
-
-# -- the benchmark against the same real server ---------------------------------------------------
-def _bench(running_server, tmp_path, *extra):
-    import importlib.util
-
-    srv = running_server["server"]
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "src/utils/benchmark.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"this is not an image")
-    images = sorted((ROOT / "tests/resources/digits").glob("*.png"))[:3] + [bad]
-    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    argv = ["--url", url, "--images", *map(str, images), "--warmup", "0", "--interval", "1",
-            "--metrics_url", f"http://127.0.0.1:{srv.metrics_port}/metrics",
-            "--key_file", running_server["state"]["key_file"], "--out", str(tmp_path / "bench"), *extra]
-    assert cli.main(argv) == 0
-    (run_dir,) = (tmp_path / "bench").iterdir()
-    import json
-
-    return json.loads((run_dir / "results.json").read_text()), run_dir
-
-
-def test_benchmark_counts_match_the_server(running_server, tmp_path):
-    doc, run_dir = _bench(running_server, tmp_path, "--num_thread", "4", "--duration", "3")
-    (level,) = doc["levels"]
-    s = level["summary"]
-    assert s["requests"] > 8 and level["sent_including_warmup"] == s["requests"]
-    # every request the client sent is one TorchServe counted: nothing dropped, nothing invented
-    assert level["server"]["requests"] == s["requests"]
-    # one image in four is bad: its 415s are counted as errors, not dropped
-    assert s["errors_by_status"] == {"415": s["errors"]} and s["errors"] >= s["requests"] // 4
-    assert s["ok"] + s["errors"] == s["requests"]
-    assert (run_dir / "levels.csv").read_text().count("\n") == 2
-    assert len((run_dir / "requests.csv").read_text().splitlines()) == s["requests"] + 1
-    assert (run_dir / "latency_throughput.png").stat().st_size > 10_000
-    assert doc["machine"]["logical_cores"] >= 1 and doc["machine"]["versions"]["torch"]
-
-
-def test_open_loop_follows_its_schedule(running_server, tmp_path):
-    doc, _ = _bench(running_server, tmp_path, "--rate", "20", "--duration", "2", "--workers", "8")
-    (level,) = doc["levels"]
-    s = level["summary"]
-    assert s["requests"] == 40  # intended sends at i/20 s for i < 40
-    assert level["server"]["requests"] == 40
-    assert s["client_lag"]["late_requests"] <= s["requests"]
-
-
-def test_sweep_writes_one_row_per_level(running_server, tmp_path):
-    doc, run_dir = _bench(running_server, tmp_path, "--sweep", "1,2", "--duration", "6", "--window", "1",
-                          "--stable_windows", "2", "--tolerance", "5")
-    assert [lv["level"] for lv in doc["levels"]] == [1, 2]
-    assert all("windows within" in lv["stopped_by"] for lv in doc["levels"])
-    for lv in doc["levels"]:
-        srv = lv["server"]
-        assert srv["mean_processing_ms"] > 0 and srv["mean_queue_ms"] >= 0
-        assert abs(srv["mean_queue_ms"] + srv["mean_processing_ms"] - srv["mean_server_ms"]) < 1e-6
-    assert (run_dir / "levels.csv").read_text().count("\n") == 3
-
-
-def test_ctrl_c_stops_cleanly_and_writes_results(running_server, tmp_path):
-    import json
-    import signal
-    import time
-
-    srv = running_server["server"]
-    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "src/utils/benchmark.py"), "--url", url, "--num_thread", "2",
-                             "--warmup", "0", "--duration", "60", "--interval", "1", "--key_file",
-                             running_server["state"]["key_file"], "--metrics_url", "none",
-                             "--out", str(tmp_path / "bench")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    deadline = time.monotonic() + 60
-    for line in proc.stdout:
-        if line.startswith("pid ") or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
-    (run_dir,) = (tmp_path / "bench").iterdir()
-    level = json.loads((run_dir / "results.json").read_text())["levels"][0]
-    assert level["interrupted"] and level["summary"]["requests"] > 0
 
 
 def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
@@ -190,87 +61,3 @@ def test_dashboard_metrics_are_emitted_by_torchserve(running_server):
     samples = [ln for ln in text.splitlines() if ln.startswith(("ts_inference_requests_total{",
                                                                 "ts_queue_latency_microseconds{"))]
     assert samples and all(float(ln.rsplit(" ", 1)[1]) > 0 for ln in samples), samples
-
-
-# -- the load generator's client processes, and the same load from `hey` --------------------------
-def test_client_processes_count_matches_the_server(running_server, tmp_path):
-    doc, run_dir = _bench(running_server, tmp_path, "--num_thread", "4", "--processes", "2", "--duration", "3")
-    (level,) = doc["levels"]
-    s, client = level["summary"], level["client"]
-    # two client processes, one record stream: every request sent is one TorchServe counted
-    assert client["processes"] == 2 and client["failures"] == [] and len(client["cpu_by_process_s"]) == 3
-    assert level["server"]["requests"] == s["requests"] == level["sent_including_warmup"] > 8
-    assert s["errors_by_status"] == {"415": s["errors"]} and s["ok"] + s["errors"] == s["requests"]
-    assert 0 < client["cpu_util"] and client["cpu_ms_per_request"] > 0
-    assert "client_cpu_util" in (run_dir / "levels.csv").read_text().splitlines()[0]
-
-
-def _hey(url: str, token: str | None, body: Path, clients: int, seconds: float) -> dict:
-    """hey's closed loop (`clients` workers, keep-alive) for `seconds`: its summary's req/s and status counts."""
-    import re
-    import shutil
-
-    cmd = [shutil.which("hey"), "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T",
-           "application/octet-stream", "-D", str(body), *(["-H", f"Authorization: Bearer {token}"] if token else []),
-           url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
-    statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
-    return {"throughput_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "statuses": statuses}
-
-
-def test_our_client_beside_hey(running_server, tmp_path, capsys):
-    """The same closed loop from our client and from `hey` (Go) on the same server: both numbers are printed; no
-    speed is asserted (the machine is shared). Counts are: ours against TorchServe's counter, hey's by status."""
-    import json
-    import shutil
-
-    from infkit.bench import promscrape
-    from infkit.serve.auth import inference_token
-
-    if shutil.which("hey") is None:
-        pytest.skip("hey is not installed (Debian: apt-get install hey): nothing to compare with")
-    srv = running_server["server"]
-    model = running_server["models"]["onnx"]
-    url = f"http://127.0.0.1:{srv.inference_port}/predictions/{model}"
-    metrics = f"http://127.0.0.1:{srv.metrics_port}/metrics"
-    token = inference_token(running_server["state"]["key_file"])
-    image = min((ROOT / "tests/resources/digits").glob("*.png"))
-    clients, seconds = 8, 5
-    before = promscrape.scrape(metrics, model)
-    hey = _hey(url, token, image, clients, seconds)
-    after = promscrape.scrape_settled(metrics, model)
-    assert hey["statuses"] and set(hey["statuses"]) == {200}, hey
-    assert after["ts_inference_requests_total"] - before["ts_inference_requests_total"] == sum(hey["statuses"].values())
-    out = tmp_path / "bench"
-    args = ["--url", url, "--images", str(image), "--num_thread", str(clients), "--warmup", "1", "--duration",
-            str(seconds), "--interval", str(seconds), "--metrics_url", metrics, "--key_file",
-            str(running_server["state"]["key_file"]), "--out", str(out)]
-    proc = subprocess.run([sys.executable, str(ROOT / "src/utils/benchmark.py"), *args], capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (level,) = json.loads(next(out.iterdir()).joinpath("results.json").read_text())["levels"]
-    ours, client = level["summary"], level["client"]
-    # TorchServe counts the warm-up's requests too: all the client sent
-    assert ours["errors"] == 0 and level["server"]["requests"] == level["sent_including_warmup"] > ours["requests"] > 0
-    with capsys.disabled():
-        print(f"\n{clients} clients, {seconds} s each on the same server: hey {hey['throughput_rps']:.1f} req/s, "
-              f"ours {ours['throughput_rps']:.1f} req/s (ratio {ours['throughput_rps'] / hey['throughput_rps']:.2f}); "
-              f"our client used {client['cpu_util']:.0%} of {client['usable_cores']} cores, "
-              f"{client['cpu_ms_per_request']:.2f} ms CPU per request")
-
-
-# last: it stops the module's server
-def test_status_then_stop_leaves_no_process(running_server):
-    state_dir = running_server["state_dir"]
-    info = server.status(state_dir)
-    assert info["running"] and set(info["workers"]) == set(running_server["models"].values())
-    assert all(s == ["READY"] for s in info["workers"].values()), info["workers"]
-    pgid = info["pgid"]
-    members = subprocess.run(["pgrep", "-l", "-g", str(pgid)], capture_output=True, text=True).stdout
-    assert "java" in members
-    assert server.stop(state_dir)
-    leftover = subprocess.run(["pgrep", "-l", "-g", str(pgid)], capture_output=True, text=True).stdout
-    assert leftover.strip() == "", leftover
-    with pytest.raises(requests.ConnectionError):
-        requests.get(running_server["state"]["urls"]["inference"] + "/ping", timeout=5)
-    assert not server.status(state_dir)["running"]

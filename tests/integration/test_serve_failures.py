@@ -17,6 +17,7 @@ from infkit.resources import model_config_file, sample_images
 from infkit.serve import server
 from infkit.serve.auth import auth_header, inference_token
 from infkit.serve.config import ServerConfig
+from infkit.serve.process import group_members
 from infkit.utils.compose import compose_config
 from tests.helpers.run_if import run_if
 
@@ -81,8 +82,16 @@ def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(compil
         r = requests.post(f"{srv.urls()['inference']}/predictions/good", data=image.read_bytes(),
                           headers=auth_header(inference_token(state_dir / "key_file.json")), timeout=60)
         assert r.status_code == 200, r.text
+        info = server.status(state_dir)
+        assert info["running"] and info["workers"] == {"good": ["READY"]}
+        members = {p.name() for p in group_members(info["pgid"])}
+        assert "java" in members, members
     finally:
-        server.stop(state_dir)
+        stopped = server.stop(state_dir)
+    assert stopped and group_members(state["pgid"]) == [], "a process of the group outlived stop"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{srv.urls()['inference']}/ping", timeout=5)
+    assert not server.status(state_dir)["running"] and not (state_dir / "server.json").exists()
     # asked to be strict, the same store is refused before anything starts
     with pytest.raises(InfkitError, match="cannot serve truncated.mar"):
         server.start(srv, store, state_dir, strict=True)

@@ -3,7 +3,6 @@ errors, latency percentiles, worker and frontend memory, and how much the server
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,22 +14,18 @@ from infkit.bench import loadgen
 from infkit.bench.runner import LevelSpec, run_level
 from infkit.bench.stats import percentiles
 from infkit.serve import logs
-from infkit.serve.server import read_state
+from infkit.serve.process import group_members, read_state
 
 
 def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
     """The frontend (java) and the Python workers of the TorchServe started from state_dir."""
     state = read_state(Path(state_dir))
-    if not state:
-        return {"frontend": [], "workers": []}
     out: dict[str, list[psutil.Process]] = {"frontend": [], "workers": []}
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in group_members(int(state["pgid"])) if state else []:
         try:
-            if os.getpgid(proc.pid) != int(state["pgid"]):
-                continue
-        except (ProcessLookupError, PermissionError):
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
             continue
-        cmd = " ".join(proc.info["cmdline"] or [])
         if "model_service_worker" in cmd:
             out["workers"].append(proc)
         elif "java" in cmd:

@@ -1,9 +1,7 @@
 """TorchServe's lifecycle: start (ready when workers are READY, load failures named within seconds), status, stop.
 
 Everything a running server needs lives in one state folder: config.properties, log4j2.xml, key_file.json (token
-authorization), server.json (pid, process group and the identity of the process infkit started) and the logs.
-Saved state is trusted only after the process it names is checked to be the one infkit started: a reused pid is
-never signalled.
+authorization), server.json (infkit.serve.process: whose identity is checked before it is trusted) and the logs.
 """
 
 from __future__ import annotations
@@ -25,55 +23,7 @@ from infkit.serve import logs
 from infkit.serve.archives import check_models
 from infkit.serve.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.config import ServerConfig
-
-STATE_FILE = "server.json"
-
-
-# -- saved state and the identity of the process it names -----------------------------------------
-def read_state(state_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(state_dir) / STATE_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:  # a zombie has ended
-                members.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return members
-
-
-def verdict(state: dict) -> str:
-    """'ours' when the process group infkit started still runs; 'gone' when nothing of it is left; 'foreign' when
-    the recorded pid now belongs to another process. A process group id cannot be handed out again while any
-    member of the group lives, so remnants of a group whose leader is gone are still ours."""
-    try:
-        leader = psutil.Process(int(state["pid"]))
-        created, cmdline = leader.create_time(), leader.cmdline()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return "ours" if _group_members(int(state["pgid"])) else "gone"
-    except psutil.AccessDenied:
-        return "foreign"
-    recorded = state.get("create_time")
-    if recorded is None:  # state written before identities were recorded
-        return "ours" if any("torchserve" in part for part in cmdline) else "foreign"
-    return "ours" if abs(created - float(recorded)) < 0.05 else "foreign"
-
-
-def _forget(state_dir: Path, state: dict, why: str) -> str:
-    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
-    started = state.get("started_at", "?")
-    if why == "foreign":
-        return (f"not running: pid {state['pid']} (recorded at start {started}) now belongs to another process, "
-                "which was left alone; stale state removed")
-    return (f"not running: TorchServe started {started} (pid {state['pid']}) is gone — it crashed or was stopped "
-            f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed")
-
+from infkit.serve.process import STATE_FILE, forget, read_state, verdict
 
 # -- start ---------------------------------------------------------------------------------------
 def _describe(server: ServerConfig, keys: dict[str, str], model: str) -> list[dict]:
@@ -105,7 +55,7 @@ def start(server: ServerConfig, model_store: Path, state_dir: Path, models: list
         if why == "ours":
             raise InfkitError(f"TorchServe is already running from {state_dir} (pid {previous['pid']}); "
                               f"stop it first: {stop_command}")
-        log(_forget(state_dir, previous, why))
+        log(forget(state_dir, previous, why))
     archives, failed = check_models(model_store, list(models or []))
     strict = len(archives) + len(failed) == 1 if strict is None else strict
     if failed and (strict or not archives):
@@ -219,7 +169,7 @@ def stop(state_dir: Path, timeout: float = 30.0) -> Stopped:
         return Stopped(False, f"no TorchServe running from {state_dir}")
     why = verdict(state)
     if why != "ours":  # nothing is signalled: it is not (or no longer) ours
-        return Stopped(False, _forget(state_dir, state, why))
+        return Stopped(False, forget(state_dir, state, why))
     pgid = int(state["pgid"])
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
         try:
@@ -250,7 +200,7 @@ def status(state_dir: Path) -> dict:
     why = verdict(state)
     if why != "ours":
         return {"running": False, "crashed": why == "gone", "state_dir": str(state_dir),
-                "message": _forget(state_dir, state, why)}
+                "message": forget(state_dir, state, why)}
     server = ServerConfig.from_mapping(state["server"])
     keys = read_keys(state_dir / KEY_FILE)
     workers = {}

@@ -1,0 +1,59 @@
+"""The state file of a server infkit started, and whether the process it names is still that server.
+
+server.json records the pid, process group and start time of the process `start` launched; the state is trusted
+only while the pid still names that same process, so a reused pid is never signalled."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+
+STATE_FILE = "server.json"
+
+
+def read_state(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(state_dir) / STATE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:  # a zombie has ended
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def verdict(state: dict) -> str:
+    """'ours' when the process group infkit started still runs; 'gone' when nothing of it is left; 'foreign' when
+    the recorded pid now belongs to another process. A process group id cannot be handed out again while any
+    member of the group lives, so remnants of a group whose leader is gone are still ours."""
+    try:
+        leader = psutil.Process(int(state["pid"]))
+        created, cmdline = leader.create_time(), leader.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return "ours" if group_members(int(state["pgid"])) else "gone"
+    except psutil.AccessDenied:
+        return "foreign"
+    recorded = state.get("create_time")
+    if recorded is None:  # state written before identities were recorded
+        return "ours" if any("torchserve" in part for part in cmdline) else "foreign"
+    return "ours" if abs(created - float(recorded)) < 0.05 else "foreign"
+
+
+def forget(state_dir: Path, state: dict, why: str) -> str:
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+    started = state.get("started_at", "?")
+    if why == "foreign":
+        return (f"not running: pid {state['pid']} (recorded at start {started}) now belongs to another process, "
+                "which was left alone; stale state removed")
+    return (f"not running: TorchServe started {started} (pid {state['pid']}) is gone — it crashed or was stopped "
+            f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed")

@@ -1,0 +1,56 @@
+"""The live TorchServe the integration tests share: digits trained once, compiled with torchscript and onnx, packaged
+with src/package.py (onnx) and with the README's plain torch-model-archiver command (torchscript), served on free
+loopback ports for the whole session and stopped at its end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from infkit.compile import run as compile_stage
+from infkit.package import run as package_stage
+from infkit.resources import handler_file, model_config_file
+from infkit.serve import server
+from infkit.serve.config import ServerConfig
+from infkit.utils.compose import compose_config
+
+
+def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
+    """The README's hand-written torch-model-archiver command, run as a user would."""
+    manifest = OmegaConf.load(artifact_dir / "manifest.json")
+    artifact = artifact_dir / manifest.artifacts[0].file
+    extra = [artifact_dir / "manifest.json", artifact_dir / manifest.eager_weights.file]
+    cmd = [str(Path(sys.executable).with_name("torch-model-archiver")), "--model-name", model_name,
+           "--version", "1.0", "--serialized-file", str(artifact), "--handler", str(handler_file()),
+           "--extra-files", ",".join(map(str, extra)), "--config-file", str(model_config_file()),
+           "--export-path", str(store)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return store / f"{model_name}.mar"
+
+
+@pytest.fixture(scope="session")
+def running_server(digits_trained, tmp_path_factory):
+    base = tmp_path_factory.mktemp("live")
+    store = base / "model_store"
+    store.mkdir()
+    models = {}
+    for backend in ("torchscript", "onnx"):
+        out = base / f"compile-{backend}"
+        compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={digits_trained.best_ckpt}",
+                                                   f"compile={backend}"], out))
+        if backend == "onnx":
+            cfg = compose_config("package", [f"artifact_dir={out}", f"model_store={store}"], base / "package")
+            models[backend] = package_stage.run(cfg).model_name
+        else:
+            models[backend] = "digits_plain_torchscript"
+            plain_archiver(out, models[backend], store)
+    srv = ServerConfig.from_mapping(OmegaConf.to_container(compose_config("serve", [], base).serve.server,
+                                                           resolve=True)).with_free_ports()
+    state_dir = base / "serve"
+    state = server.start(srv, store, state_dir)
+    yield {"state": state, "server": srv, "models": models, "state_dir": state_dir, "store": store}
+    server.stop(state_dir)
