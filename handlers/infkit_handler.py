@@ -8,7 +8,7 @@ Package it with src/package.py, or by hand (see README):
 The server's Python must have infkit installed (pip install -e <repo>).
 """
 
-from infkit.serve.runtime import threads_per_worker
+from infkit.serve.runtime import cores_shared, threads_per_worker
 from infkit.serve.service import Service
 
 
@@ -23,9 +23,11 @@ class InfkitHandler:
         options = yaml_config.get("handler") or {}
         workers = int(yaml_config.get("minWorkers") or 1)
         threads = int(options.get("threads") or threads_per_worker(workers))
+        # TorchServe may scale up to maxWorkers: count those when deciding whether cores are shared
+        shared = cores_shared(max(workers, int(yaml_config.get("maxWorkers") or workers)), threads)
         self.service = Service(model_dir, threads=threads, topk=int(options.get("topk", 5)),
                                max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
-                               explain_steps=int(options.get("explain_steps", 32)))
+                               explain_steps=int(options.get("explain_steps", 32)), shared_cores=shared)
         self.initialized = True
 
     def handle(self, data, context):

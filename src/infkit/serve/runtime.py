@@ -25,6 +25,13 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, int(workers)))
 
 
+def cores_shared(workers: int, threads: int, cores: int | None = None) -> bool:
+    """Whether a worker's threads share cores with other workers or TorchServe's frontend: true unless all
+    workers' threads together leave at least one core free (then thread spinning may pay off)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, int(workers)) * max(1, int(threads)) >= cores
+
+
 @dataclass
 class ServedModel:
     manifest: dict
@@ -33,7 +40,7 @@ class ServedModel:
     runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int | None = None) -> ServedModel:
+    def load(cls, directory: str | Path, threads: int | None = None, shared_cores: bool = True) -> ServedModel:
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
@@ -41,7 +48,10 @@ class ServedModel:
         reason = backend.unavailable_reason()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
-        runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads)
+        # ONNX Runtime backends record whether spinning measured faster; it is used only on cores of one's own
+        measured = (manifest.get("backend_options") or {}).get("allow_spinning")
+        spin = {} if measured is None else {"spinning": bool(measured) and not shared_cores}
+        runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **spin)
                    for e in manifest["artifacts"]}
         if threads:
             torch.set_num_threads(threads)

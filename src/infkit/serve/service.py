@@ -20,8 +20,8 @@ SetStatus = Callable[[int, str, int], None]
 
 class Service:
     def __init__(self, model_dir: str | Path, threads: int | None = None, topk: int = 5,
-                 max_image_bytes: int = DEFAULT_MAX_BYTES, explain_steps: int = 32):
-        self.model = ServedModel.load(model_dir, threads=threads)
+                 max_image_bytes: int = DEFAULT_MAX_BYTES, explain_steps: int = 32, shared_cores: bool = True):
+        self.model = ServedModel.load(model_dir, threads=threads, shared_cores=shared_cores)
         self.transform = self.model.transform()
         self.topk = int(topk)
         self.max_image_bytes = int(max_image_bytes)
