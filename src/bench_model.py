@@ -1,9 +1,11 @@
-"""Benchmark a model in-process on every backend available here (eager, torchscript, onnx; neuron where present).
+"""Benchmark a model in-process: eager and every backend available here (torchscript, onnx, onnx_int8, export;
+neuron/neuronx where their SDK imports) x batch sizes, with speed-up vs eager and, for a checkpoint, test accuracy.
 
     python src/bench_model.py --ckpt <trained .ckpt>                       # the trained model at its input size
     python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed does not depend on them
 
-Writes model_bench.{md,json,png} under logs/bench/<time>/ and prints the table.
+onnx_int8 is calibrated on real training images of the data config (--data; default: the embedded digits, resized
+to the input size). Writes model_bench.{md,json,png} under logs/bench/<time>/ and prints the table.
 """
 
 from __future__ import annotations
@@ -30,28 +32,50 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all usable cores)")
     p.add_argument("--iterations", type=int, default=200, help="timed calls per batch size, at most")
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per batch size")
+    p.add_argument("--calibration-images", default=256, help="onnx_int8: training images to calibrate on")
+    p.add_argument("--calibration-method", default="minmax", help="onnx_int8: minmax, entropy or percentile")
+    p.add_argument("--int8", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="other onnx_int8 options, e.g. activation_type=int8 weight_type=int8 reduce_range=true")
+    p.add_argument("--data", nargs="+", default=[], metavar="OVERRIDE",
+                   help="Hydra overrides choosing the data, e.g. experiment=cifar10_example data.root=DIR")
+    p.add_argument("--accuracy-images", type=int, default=2000, help="with --ckpt: test-split images (at most)")
     p.add_argument("--out", type=Path, default=Path("logs/bench"))
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1:
         p.error(f"--batch-sizes {args.batch_sizes}: give whole numbers >= 1")
 
-    from infkit.bench import model_bench
-    from infkit.train import checkpoint
+    from infkit.bench import model_bench, model_report
+    from infkit.compile.registry import get_backend
     from infkit.model import create_network
+    from infkit.train import checkpoint
 
+    int8_options = {"calibration_images": args.calibration_images, "calibration_method": args.calibration_method,
+                    **model_bench.int8_flags(args.int8)}
+    backends = args.backends or model_bench.DEFAULT_BACKENDS
+    for b in backends:
+        if b != "eager":
+            get_backend(b)  # an unknown name stops here, in one line
+    calibrate = any(getattr(get_backend(b), "needs_calibration", False) for b in backends if b != "eager")
     if args.ckpt:
         loaded = checkpoint.load(args.ckpt)
         net, hp = loaded.net, loaded.hparams
         name, classes, size = hp["model_name"], int(hp["num_classes"]), list(args.input_size or hp["input_size"])
+        mean, std = hp["mean"], hp["std"]
     else:
+        import timm.data
+
         size = list(args.input_size or [3, 224, 224])
         name, classes = args.model, args.num_classes
         net = create_network(name, classes, size[0], exportable=True).eval()
+        cfg = timm.data.resolve_model_data_config(net)
+        mean, std = cfg["mean"], cfg["std"]
     threads = args.threads or len(os.sched_getaffinity(0))
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
+    data = model_bench.load_data(args.data, size, mean, std, classes, int8_options, calibrate,
+                                 args.accuracy_images if args.ckpt else None, out)
     result = model_bench.run(net, name, classes, size, sorted(set(args.batch_sizes)), out, threads,
-                             backends=args.backends, iterations=args.iterations, max_seconds=args.max_seconds)
-    paths = model_bench.write(result, out)
+                             backends=backends, iterations=args.iterations, max_seconds=args.max_seconds, data=data)
+    paths = model_report.write(result, out)
     print()
     print(paths["md"].read_text())
     print(f"results: {paths['md']}\n         {paths['json']}\n         {paths['png']}")

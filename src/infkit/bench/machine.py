@@ -8,6 +8,7 @@ import socket
 import time
 
 from infkit.compile.manifest import library_versions
+from infkit.utils.cpu import int8_instructions
 
 
 def cpu_model() -> str:
@@ -31,6 +32,7 @@ def machine_info() -> dict:
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "int8_instructions": int8_instructions(),
         "logical_cores": os.cpu_count(),
         "usable_cores": affinity,
         "torch_threads": torch.get_num_threads(),
