@@ -1,5 +1,5 @@
-"""End to end: train digits -> compile (torchscript, onnx) -> package (src/package.py and the plain
-torch-model-archiver command) -> a real TorchServe on free loopback ports -> tests/test_serve -> stop."""
+"""End to end: train digits -> compile (torchscript, onnx, onnx_int8, export) -> package (src/package.py and the
+plain torch-model-archiver command) -> a real TorchServe on free loopback ports -> tests/test_serve -> stop."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def running_server(digits_trained, tmp_path_factory):
+def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compiled):
     base = tmp_path_factory.mktemp("live")
     store = base / "model_store"
     store.mkdir()
@@ -50,6 +50,11 @@ def running_server(digits_trained, tmp_path_factory):
         else:
             models[backend] = "digits_plain_torchscript"
             plain_archiver(out, models[backend], store)
+    # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py
+    for backend, result in (("onnx_int8", int8_compiled), ("export", export_compiled)):
+        cfg = compose_config("package", [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}"],
+                             base / f"package-{backend}")
+        models[backend] = package_stage.run(cfg).model_name
     srv = OmegaConf.to_container(compose_config("serve", [], base).serve.server, resolve=True)
     srv.update(server.free_ports())
     state_dir = base / "serve"
@@ -58,7 +63,7 @@ def running_server(digits_trained, tmp_path_factory):
     server.stop(state_dir)
 
 
-@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+@pytest.mark.parametrize("backend", ["onnx", "torchscript", "onnx_int8", "export"])
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
     cmd = server.live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
