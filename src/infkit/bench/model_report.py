@@ -10,11 +10,15 @@ def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.2f}"
 
 
+def _ips(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def markdown(result: dict) -> str:
     head = ("| backend | batch | p50 ms | p90 ms | throughput img/s | × eager | top-1 % | artifact MiB | "
             "memory added MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(f"| {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                   f"{r['throughput_ips']:.0f} | {r['speedup_vs_eager']:.2f} | {_pct(r.get('top1_accuracy'))} | "
+                   f"{_ips(r['throughput_ips'])} | {r['speedup_vs_eager']:.2f} | {_pct(r.get('top1_accuracy'))} | "
                    f"{r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |\n"
                    for r in result["rows"])
     m = result["machine"]
