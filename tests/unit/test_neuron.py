@@ -58,7 +58,7 @@ def test_trace_kwargs_carry_dynamic_batch_size():
 
 
 def test_registry_names_match_config_names():
-    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx"}
+    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx", "onnx_int8", "export"}
     for name in BACKENDS:
         backend = get_backend(name)
         assert backend.name == name
