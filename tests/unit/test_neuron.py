@@ -62,7 +62,7 @@ def test_registry_names_match_config_names():
     for name in BACKENDS:
         backend = get_backend(name)
         assert backend.name == name
-        assert backend.suffix.endswith((".pt", ".onnx"))
+        assert backend.suffix.endswith((".pt", ".pt2", ".onnx"))
     assert get_backend("neuron").suffix == ".neuron.traced.pt"
     assert get_backend("neuron").static_batch and get_backend("neuronx").static_batch
 
