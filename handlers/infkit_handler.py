@@ -12,7 +12,7 @@ it does beside torch-neuronx). Here tensors stay on the CPU, as a Neuron artifac
 NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; TorchServe has no Neuron device).
 """
 
-from infkit.serve.runtime import threads_per_worker
+from infkit.serve.runtime import cores_shared, threads_per_worker
 from infkit.serve.service import Service
 
 
@@ -27,9 +27,11 @@ class InfkitHandler:
         options = yaml_config.get("handler") or {}
         workers = int(yaml_config.get("minWorkers") or 1)
         threads = int(options.get("threads") or threads_per_worker(workers))
+        # TorchServe may scale up to maxWorkers: count those when deciding whether cores are shared
+        shared = cores_shared(max(workers, int(yaml_config.get("maxWorkers") or workers)), threads)
         self.service = Service(model_dir, threads=threads, topk=int(options.get("topk", 5)),
                                max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
-                               explain_steps=int(options.get("explain_steps", 32)),
+                               explain_steps=int(options.get("explain_steps", 32)), shared_cores=shared,
                                neuron_layout=str(options.get("neuron_layout") or "per_worker"))
         self.initialized = True
 

@@ -78,6 +78,27 @@ def neuron_env():
         os.environ.update(saved)
 
 
+def _compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
+    from infkit.compile import run as compile_stage
+
+    out = tmp_path_factory.mktemp(f"compiled-{backend}")
+    return compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}",
+                                                      f"compile={backend}", *overrides], out))
+
+
+@pytest.fixture(scope="session")
+def int8_compiled(digits_trained, tmp_path_factory):
+    """compile=onnx_int8 of the fully trained digits model (int8 is judged on a model that has learnt something);
+    shared by the compile, handler and live-server tests."""
+    return _compile_digits(tmp_path_factory, digits_trained, "onnx_int8", "compile.batch_sizes=[1,3,8]")
+
+
+@pytest.fixture(scope="session")
+def export_compiled(digits_trained, tmp_path_factory):
+    """compile=export (AOTInductor: a minute or more of C++ compilation), once per session; shared as above."""
+    return _compile_digits(tmp_path_factory, digits_trained, "export", "compile.batch_sizes=[1,3,8]")
+
+
 # -- live-server options (tests/test_serve) ------------------------------------------------------
 def pytest_addoption(parser):
     group = parser.getgroup("infkit live server", "tests/test_serve against a running TorchServe")

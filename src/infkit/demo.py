@@ -1,10 +1,12 @@
 """`make demo`: the pipeline end to end on the embedded digits data.
 
-train -> compile (torchscript, onnx) -> package (.mar) -> TorchServe on loopback -> live tests -> stop.
+train -> compile with every CPU backend (torchscript, onnx, onnx_int8, export) -> measure each -> package the
+fastest one that passes its accuracy guard (.mar) -> TorchServe on loopback -> live tests -> stop.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,16 +17,18 @@ import torch
 from omegaconf import OmegaConf
 
 from infkit.compile import run as compile_stage
-from infkit.compile.registry import get_backend
+from infkit.compile.registry import CPU_BACKENDS, get_backend
+from infkit.errors import InfkitError
 from infkit.package import run as package_stage
+from infkit.resources import source_checkout
 from infkit.serve import server
 from infkit.serve.config import ServerConfig
+from infkit.serve.runtime import ServedModel
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
 from infkit.utils.timing import latencies
 
-BACKENDS = ("torchscript", "onnx")
-REPO = Path(__file__).resolve().parents[2]
+BACKENDS = CPU_BACKENDS
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -33,10 +37,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def single_image_latency_ms(backend_name: str, artifact: Path, example: torch.Tensor) -> tuple[float, float]:
-    fn = get_backend(backend_name).load(artifact)
-    t = latencies(lambda: fn(example), warmup=5, repeats=50)
-    return float(np.percentile(t, 50) * 1e3), float(np.percentile(t, 90) * 1e3)
+def speed(compile_dir: Path, batch_size: int) -> dict:
+    """The compiled model as a worker with all cores to itself runs it: p50/p90 ms for one image, img/s at
+    `batch_size` (the batch TorchServe forms under load)."""
+    cores = len(os.sched_getaffinity(0))
+    model = ServedModel.load(compile_dir, threads=cores, shared_cores=False)
+    c, h, w = model.manifest["input_size"]
+    one, batch = torch.randn(1, c, h, w), torch.randn(batch_size, c, h, w)
+    t1 = latencies(lambda: model.logits(one), warmup=5, repeats=50)
+    tb = latencies(lambda: model.logits(batch), warmup=3, repeats=20)
+    return {"p50_ms": float(np.percentile(t1, 50) * 1e3), "p90_ms": float(np.percentile(t1, 90) * 1e3),
+            "batch_ips": float(batch_size / np.median(tb))}
 
 
 def _ports(srv: ServerConfig) -> ServerConfig:
@@ -49,12 +60,40 @@ def _ports(srv: ServerConfig) -> ServerConfig:
 
 
 def live_tests_command(srv: ServerConfig, model: str, key_file: str | Path, dataset: str = "digits",
-                       tests_dir: str | Path = "tests/test_serve") -> list[str]:
+                       tests_dir: str | Path | None = None) -> list[str]:
     """`pytest --public_ip ... tests/test_serve` against this server, as a user would run it."""
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir),
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir or source_checkout() / "tests" / "test_serve"),
             "--public_ip", srv.address, "--model", model, "--dataset", dataset,
             "--http-port", str(srv.inference_port), "--grpc-port", str(srv.grpc_inference_port),
             "--metrics-port", str(srv.metrics_port), "--key-file", str(key_file)]
+
+
+def compile_and_measure(experiment: str, ckpt: Path, out: Path, batch_size: int, steps: int) -> tuple[dict, list]:
+    """{backend: (CompileResult, speed)} for those that compile and pass their guards; the summary rows of all."""
+    built, rows = {}, []
+    for backend in BACKENDS:
+        reason = get_backend(backend).unavailable_reason()
+        if reason:
+            print(f"      {backend}: skipped: {reason}")
+            rows.append([backend, "skipped (not available here)", "", "", "", "", ""])
+            continue
+        print(f"[2/{steps}] compiling with {backend}: python src/trace_inferentia.py {experiment} "
+              f"ckpt_path={ckpt} compile={backend}", flush=True)
+        try:
+            result = compile_stage.run(compose_config(
+                "trace", [experiment, f"ckpt_path={ckpt}", f"compile={backend}"], out / f"compile-{backend}"))
+        except InfkitError as exc:  # a failed accuracy guard: reported, never packaged
+            print(f"      {backend}: not packaged: {exc}")
+            rows.append([backend, "FAILED its guard", "", "", "", "", str(exc)[:60]])
+            continue
+        s = speed(result.manifest_path.parent, batch_size)
+        built[backend] = (result, s)
+        par, acc = result.manifest["parity"], result.manifest["accuracy"]
+        rows.append([backend, f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
+                     f"{s['p50_ms']:.2f} / {s['p90_ms']:.2f}", f"{s['batch_ips']:.0f}",
+                     f"{100 * acc['compiled_top1']:.2f} % (eager {100 * acc['eager_top1']:.2f} %)",
+                     f"{100 * par['top1_agreement']:.1f} %", f"max|Δ| {par['max_abs_logit_diff']:.1e}"])
+    return built, rows
 
 
 def run(root: Path = Path("logs/demo")) -> dict:
@@ -65,56 +104,47 @@ def run(root: Path = Path("logs/demo")) -> dict:
     trained = train_stage.run(compose_config("train", [experiment], out / "train"))
     print(f"      test/acc {trained.metrics.get('test/acc', float('nan')):.4f}; best checkpoint {trained.best_ckpt}")
 
-    rows, compiled, packaged = [], {}, {}
     store = out / "model_store"
-    for backend in BACKENDS:
-        print(f"[2/{steps}] compiling with {backend}: python src/trace_inferentia.py {experiment} "
-              f"ckpt_path={trained.best_ckpt} compile={backend}", flush=True)
-        cdir = out / f"compile-{backend}"
-        result = compile_stage.run(compose_config(
-            "trace", [experiment, f"ckpt_path={trained.best_ckpt}", f"compile={backend}"], cdir))
-        compiled[backend] = result
-        c, h, w = result.manifest["input_size"]
-        p50, p90 = single_image_latency_ms(backend, result.artifacts[0], torch.randn(1, c, h, w))
-        par = result.manifest["parity"]
-        rows.append([backend, str(result.artifacts[0]), f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
-                     f"{100 * par['top1_agreement']:.1f} % top-1, max|Δ| {par['max_abs_logit_diff']:.1e}",
-                     f"{p50:.2f} / {p90:.2f}"])
-    for backend, result in compiled.items():
-        cdir = result.manifest_path.parent
-        print(f"[3/{steps}] packaging: python src/package.py artifact_dir={cdir} model_store={store}", flush=True)
-        packaged[backend] = package_stage.run(compose_config(
-            "package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package"))
-
     cfg = compose_config("serve", [f"model_store={store}", f"state_dir={out / 'serve'}"], out)
+    batch_size = int(cfg.serve.model.batchSize)
+    built, rows = compile_and_measure(experiment, trained.best_ckpt, out, batch_size, steps)
+    if not built:
+        raise InfkitError("no backend compiled and passed its accuracy guard; see the messages above")
+    best = max(built, key=lambda b: built[b][1]["batch_ips"])
+    cdir = built[best][0].manifest_path.parent
+    print(f"[3/{steps}] packaging the fastest that passed its guards ({best}, {built[best][1]['batch_ips']:.0f} img/s "
+          f"at batch {batch_size}): python src/package.py artifact_dir={cdir} model_store={store}", flush=True)
+    pkg = package_stage.run(compose_config("package", [f"artifact_dir={cdir}", f"model_store={store}"],
+                                           out / "package"))
+
     srv = _ports(ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True)))
     print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
     state = server.start(srv, store, out / "serve", strict=True)
-    live_results = {}
     try:
-        for pkg in packaged.values():
-            print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
-                  flush=True)
-            proc = subprocess.run(live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=REPO,
-                                  capture_output=True, text=True)
-            summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-            live_results[pkg.model_name] = (proc.returncode, summary)
-            print(f"      {summary}")
-            if proc.returncode != 0:
-                print(proc.stdout[-4000:])
+        print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
+              flush=True)
+        proc = subprocess.run(live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=source_checkout(),
+                              capture_output=True, text=True, check=False)
+        summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(f"      {summary}")
+        if proc.returncode != 0:
+            print(proc.stdout[-4000:])
     finally:
         server.stop(out / "serve")
         print("      TorchServe stopped")
 
     print()
-    print(_table(rows, ["backend", "artifact", "size", "parity vs eager", "1-image latency p50/p90 ms"]))
+    for row in rows:
+        row[0] += "  <- packaged" if row[0] == best else ""
+    print(_table(rows, ["backend", "artifact", "1 image p50/p90 ms", f"img/s at batch {batch_size}",
+                        "test top-1 (compiled vs eager)", "top-1 agreement", "parity"]))
     print()
-    print(_table([[pkg.model_name, str(pkg.mar), "passed" if live_results[pkg.model_name][0] == 0 else "FAILED",
-                   live_results[pkg.model_name][1]] for pkg in packaged.values()],
+    print(_table([[pkg.model_name, str(pkg.mar), "passed" if proc.returncode == 0 else "FAILED", summary]],
                  ["model", "archive", "live tests", "pytest summary"]))
     print(f"\ntest metrics:  {trained.metrics_path}")
-    for backend, result in compiled.items():
+    for backend, (result, _) in built.items():
         print(f"{backend + ' manifest:':<25}{result.manifest_path}")
     print(f"server state and logs:   {out / 'serve'}")
-    failed = [n for n, (code, _) in live_results.items() if code != 0]
-    return {"train": trained, "compile": compiled, "package": packaged, "out": out, "failed": failed}
+    failed = [pkg.model_name] if proc.returncode != 0 else []
+    return {"train": trained, "compile": {b: r for b, (r, _) in built.items()}, "best": best, "package": {best: pkg},
+            "out": out, "failed": failed}

@@ -44,3 +44,14 @@ def proto_dir() -> Path:
 def sample_images(dataset: str | None = None) -> list[Path]:
     """The labelled sample images (`<idx>_<label>.png`, one per class) the live tests and load tools use."""
     return sorted(data_path("images").glob(f"{dataset or '*'}/*.png"))
+
+
+
+def source_checkout() -> Path:
+    """The root of the source checkout these configs come from; the live tests (tests/test_serve) and the demo that
+    runs them live there, not in an installed wheel."""
+    root = config_dir().resolve().parent
+    if not (root / "tests" / "test_serve").is_dir():
+        raise InfkitError("the live tests (tests/test_serve) come with infkit's source checkout, not with an "
+                          "installed wheel: run this from a clone of the repository")
+    return root

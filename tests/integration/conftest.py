@@ -1,6 +1,6 @@
-"""The live TorchServe the integration tests share: digits trained once, compiled with torchscript and onnx, packaged
-with src/package.py (onnx) and with the README's plain torch-model-archiver command (torchscript), served on free
-loopback ports for the whole session and stopped at its end."""
+"""The live TorchServe the integration tests share: digits trained once, compiled with torchscript, onnx, onnx_int8 and
+export, packaged with src/package.py and (torchscript) with the README's plain torch-model-archiver command, served
+on free loopback ports for the whole session and stopped at its end."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def running_server(digits_trained, tmp_path_factory):
+def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compiled):
     base = tmp_path_factory.mktemp("live")
     store = base / "model_store"
     store.mkdir()
@@ -48,6 +48,11 @@ def running_server(digits_trained, tmp_path_factory):
         else:
             models[backend] = "digits_plain_torchscript"
             plain_archiver(out, models[backend], store)
+    # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py
+    for backend, result in (("onnx_int8", int8_compiled), ("export", export_compiled)):
+        cfg = compose_config("package", [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}"],
+                             base / f"package-{backend}")
+        models[backend] = package_stage.run(cfg).model_name
     srv = ServerConfig.from_mapping(OmegaConf.to_container(compose_config("serve", [], base).serve.server,
                                                            resolve=True)).with_free_ports()
     state_dir = base / "serve"

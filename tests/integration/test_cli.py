@@ -80,7 +80,8 @@ def test_unknown_experiment(script, tmp_path):
 
 def test_unknown_backend(tmp_path):
     assert_one_line_error(run_entry("trace_inferentia.py", "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
-                          r"unknown compile 'tensorrt'; choose one of: auto, neuron, neuronx, onnx, torchscript")
+                          r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuronx, onnx, onnx_int8, "
+                          r"torchscript")
 
 
 def test_neuron_without_sdk(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def compiled(tiny_trained, tmp_path_factory):
-    dirs = {}
+def compiled(tiny_trained, tmp_path_factory, int8_compiled, export_compiled):
+    dirs = {"onnx_int8": int8_compiled.manifest_path.parent, "export": export_compiled.manifest_path.parent}
     for backend, sizes in (("onnx", "[1,8]"), ("torchscript", "[1,8]")):
         out = tmp_path_factory.mktemp(f"handler-{backend}")
         compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}",
@@ -56,7 +57,7 @@ def load_handler():
     return module.InfkitHandler()
 
 
-@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+@pytest.mark.parametrize("backend", ["onnx", "torchscript", "onnx_int8", "export"])
 def test_batch_with_one_corrupt_item(compiled, backend):
     handler = load_handler()
     ctx = Context(compiled[backend])
@@ -130,3 +131,24 @@ def test_rgba_and_16bit_inputs_are_served(compiled):
         items.append(buf.getvalue())
     out = service.handle(items, [False] * 3, lambda *a: pytest.fail(f"unexpected error status {a}"))
     assert all(len(r) == 5 for r in out)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx_int8"])
+def test_onnx_sessions_get_the_thread_budget_and_spin_only_on_cores_of_their_own(compiled, backend):
+    measured = json.loads((compiled[backend] / "manifest.json").read_text())["backend_options"]["allow_spinning"]
+    for shared in (True, False):
+        model = ServedModel.load(compiled[backend], threads=1, shared_cores=shared)
+        options = model.runners[None].session.get_session_options()
+        assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+        assert options.graph_optimization_level.name == "ORT_ENABLE_ALL"
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        assert spinning == ("1" if measured and not shared else "0")
+
+
+def test_handler_decides_core_sharing_from_model_config(compiled):
+    """1 worker with cores // 1 threads leaves no core for the frontend: the handler turns spinning off."""
+    handler = load_handler()
+    ctx = Context(compiled["onnx"])
+    handler.initialize(ctx)
+    session = handler.service.model.runners[None].session
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

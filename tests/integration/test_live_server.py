@@ -1,5 +1,6 @@
-"""The live server end to end: tests/test_serve against both packaged models (as a user runs them), the metrics the
-deployment queries, and a short soak."""
+"""The live server end to end: tests/test_serve against every packaged model (torchscript by the plain
+torch-model-archiver command; onnx, onnx_int8 and export by src/package.py), the metrics the deployment queries, and
+a short soak."""
 
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ from tests.conftest import ROOT
 from tests.helpers.run_if import run_if
 
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
+# the exact backends take the whole live suite; int8 and AOTInductor artifacts of the same model the requests that
+# go through the model (the rest of the suite is the handler's, the same code for every backend)
+SUITE = {"onnx": None, "torchscript": None, "onnx_int8": "inference or original or grpc or batch",
+         "export": "inference or original or grpc or batch"}
 
 
-@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+@pytest.mark.parametrize("backend", list(SUITE))
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
     cmd = live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
                              tests_dir=ROOT / "tests/test_serve")
+    if SUITE[backend]:
+        cmd += ["-k", SUITE[backend]]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -55,11 +55,11 @@ def test_trace_kwargs_carry_dynamic_batch_size():
 
 
 def test_registry_names_match_config_names():
-    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx"}
+    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx", "onnx_int8", "export"}
     for name in BACKENDS:
         backend = get_backend(name)
         assert backend.name == name
-        assert backend.suffix.endswith((".pt", ".onnx"))
+        assert backend.suffix.endswith((".pt", ".pt2", ".onnx"))
     assert get_backend("neuron").suffix == ".neuron.traced.pt"
     assert get_backend("neuron").static_batch and get_backend("neuronx").static_batch
 

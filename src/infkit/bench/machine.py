@@ -8,6 +8,7 @@ import socket
 import time
 
 from infkit.compile.manifest import library_versions
+from infkit.utils.cpu import int8_instructions
 
 
 def cpu_model() -> str:
@@ -35,6 +36,7 @@ def machine_info() -> dict:
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "int8_instructions": int8_instructions(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),

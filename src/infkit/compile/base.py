@@ -26,10 +26,18 @@ class Backend(Protocol):
     def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
                 path: Path) -> dict[str, Any]:
         """Compile `model` for inputs shaped like `example`, write the artifact to `path`, and return
-        the options actually used (recorded in the manifest)."""
+        the options actually used (recorded in the manifest).
+
+        A backend with `needs_calibration = True` (onnx_int8) also has `calibration_count(options) -> int`, which
+        checks its options and says how many images it needs, and its compile() takes them as
+        `calibration=<(N,C,H,W) tensor of real training images>`."""
 
     def load(self, path: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A callable taking a float (N,C,H,W) tensor and returning (N,classes) logits."""
+        """A callable taking a float (N,C,H,W) tensor and returning (N,classes) logits.
+
+        Backends that record `allow_spinning` in their options (the ONNX Runtime ones) also take `spinning: bool`
+        (default False): serving passes True only where that was measured to help and the worker's cores are
+        its own (infkit.serve.runtime)."""
 
     def versions(self) -> dict[str, str]:
         """Versions of the libraries this backend depends on."""

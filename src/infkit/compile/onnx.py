@@ -1,4 +1,7 @@
-"""ONNX (torch.onnx.export, dynamic batch dimension), run with ONNX Runtime on any CPU or GPU."""
+"""ONNX (torch.onnx.export, dynamic batch dimension), run with ONNX Runtime on any CPU or GPU.
+
+The sessions are set up for serving: intra-op threads from the worker's thread budget, one inter-op thread, all
+graph optimisations, and thread spinning only where it was measured to help (see ort_session.py)."""
 
 from __future__ import annotations
 
@@ -9,54 +12,49 @@ from typing import Any
 
 import torch
 
+from infkit.compile import ort_session
+
 log = logging.getLogger(__name__)
+
+
+def export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> dict[str, Any]:
+    """torch.onnx.export with a dynamic batch dimension; the graph is checked by onnx.checker."""
+    import onnx
+
+    with torch.no_grad():
+        torch.onnx.export(
+            model.eval(), (example,), str(path),
+            input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )
+    onnx.checker.check_model(str(path))
+    return {"opset": opset, "dynamic_axes": {"input": [0], "logits": [0]}}
 
 
 class OnnxBackend:
     name = "onnx"
     suffix = ".onnx"
     static_batch = False
-    option_names = frozenset({"opset"})
+    #: the compile.* keys this backend reads (besides backend, batch_sizes and min_top1_agreement)
+    option_names = frozenset({"opset", "allow_spinning"})
 
     def unavailable_reason(self) -> str | None:
         try:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            return f"compile=onnx needs onnx and onnxruntime ({exc}): pip install onnx onnxruntime"
+            return f"compile={self.name} needs onnx and onnxruntime ({exc}): pip install onnx onnxruntime"
         return None
 
     def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
                 path: Path) -> dict[str, Any]:
-        import onnx
+        used = export_fp32(model, example, path, int(options.get("opset", 17)))
+        return used | ort_session.choose_spinning(path, example, options.get("allow_spinning", "auto"))
 
-        opset = int(options.get("opset", 17))
-        with torch.no_grad():
-            torch.onnx.export(
-                model.eval(), (example,), str(path),
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset, dynamo=False,
-            )
-        onnx.checker.check_model(str(path))
-        return {"opset": opset, "dynamic_axes": {"input": [0], "logits": [0]}}
-
-    def load(self, path: Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-        input_name = session.get_inputs()[0].name
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            (logits,) = session.run(None, {input_name: x.detach().cpu().numpy()})
-            return torch.from_numpy(logits)
-
-        return run
+    def load(self, path: Path, threads: int | None = None, spinning: bool = False):
+        """`spinning`: let idle intra-op threads busy-wait for work (see ort_session.session)."""
+        return ort_session.runner(ort_session.session(path, threads, spinning))
 
     def versions(self) -> dict[str, str]:
         import onnx

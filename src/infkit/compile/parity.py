@@ -1,17 +1,26 @@
-"""Check a compiled model against the eager one on real validation images."""
+"""Check a compiled model against the eager one: parity on real validation images, accuracy on the test split."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from infkit.compile.batching import run_bucketed
+
+log = logging.getLogger(__name__)
 
 
 def compare(eager: torch.Tensor, compiled: torch.Tensor) -> dict:
     agree = (eager.argmax(1) == compiled.argmax(1)).float().mean().item()
     return {"max_abs_logit_diff": float((eager - compiled).abs().max()), "top1_agreement": float(agree)}
+
+
+def relative_error(eager: torch.Tensor, compiled: torch.Tensor) -> float:
+    """||compiled - eager|| / ||eager||: a few percent for int8, near 1 for a model that computes something else."""
+    return float((compiled - eager).norm() / eager.norm().clamp_min(1e-12))
 
 
 def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], images: torch.Tensor,
@@ -27,9 +36,50 @@ def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], ima
         out = run_bucketed({bs: fn}, images)
         by_bs[str(bs)] = compare(eager, out) | {"top1_accuracy": float((out.argmax(1) == labels).float().mean())}
     return {
-        "images": int(len(images)),
+        "images": len(images),
         "max_abs_logit_diff": max(v["max_abs_logit_diff"] for v in by_bs.values()),
         "top1_agreement": min(v["top1_agreement"] for v in by_bs.values()),
         "eager_top1_accuracy": float((eager.argmax(1) == labels).float().mean()),
         "by_batch_size": by_bs,
     }
+
+
+def split_accuracy(eager_model: torch.nn.Module, runners: dict, dataset, limit: int | None = None,
+                   max_drop: float | None = None, chunk: int = 64) -> dict:
+    """Top-1 accuracy of the eager model and of the compiled runners (batch size -> callable, as served) on the
+    test split's dataset (all of it, or `limit` images spread evenly over it); `passed` is False when the compiled
+    model is more than `max_drop` (a fraction; None: no limit) less accurate."""
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    if n == 0:
+        return {"split": "test", "images": 0}
+    ids = np.linspace(0, len(dataset) - 1, n).round().astype(int) if n < len(dataset) else np.arange(n)
+    eager_ok = compiled_ok = agree = 0
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            items = [dataset[int(i)] for i in ids[start:start + chunk]]
+            x, y = torch.stack([im for im, _ in items]), torch.tensor([label for _, label in items])
+            e, c = eager_model.eval()(x).argmax(1), run_bucketed(runners, x).argmax(1)
+            eager_ok += int((e == y).sum())
+            compiled_ok += int((c == y).sum())
+            agree += int((e == c).sum())
+    drop = (eager_ok - compiled_ok) / n
+    log.info("test accuracy on %d images: compiled %.2f %%, eager %.2f %%", n, 100 * compiled_ok / n, 100 * eager_ok / n)
+    return {"split": "test", "images": int(n), "eager_top1": eager_ok / n, "compiled_top1": compiled_ok / n,
+            "drop": drop, "top1_agreement": agree / n, "max_drop": max_drop,
+            "passed": max_drop is None or drop <= float(max_drop) + 1e-9}
+
+
+def failure(backend: str, report: dict, accuracy: dict, manifest_path) -> str | None:
+    """The one-line reason compilation fails (agreement below its threshold, or test accuracy dropping by more
+    than allowed), or None when both guards pass."""
+    if not report["passed"]:
+        return (f"{backend} artifact agrees with the eager model on only {100 * report['top1_agreement']:.1f} % of "
+                f"top-1 predictions (threshold {100 * report['min_top1_agreement']:.0f} %, max |Δlogit| "
+                f"{report['max_abs_logit_diff']:.3g}); see {manifest_path}. Try another backend, or lower "
+                f"parity.min_top1_agreement if this is expected")
+    if accuracy.get("passed") is False:
+        return (f"{backend} artifact loses {100 * accuracy['drop']:.2f} points of test accuracy against the eager model "
+                f"({100 * accuracy['compiled_top1']:.2f} % vs {100 * accuracy['eager_top1']:.2f} % on "
+                f"{accuracy['images']} test images; limit {100 * accuracy['max_drop']:.2f} points); see "
+                f"{manifest_path}. Try another backend or calibration, or raise parity.max_accuracy_drop")
+    return None

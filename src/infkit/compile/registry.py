@@ -16,7 +16,12 @@ BACKENDS: dict[str, str] = {
     "neuronx": "infkit.compile.neuronx:NeuronxBackend",
     "torchscript": "infkit.compile.torchscript:TorchScriptBackend",
     "onnx": "infkit.compile.onnx:OnnxBackend",
+    "onnx_int8": "infkit.compile.onnx_int8:OnnxInt8Backend",
+    "export": "infkit.compile.export:ExportBackend",
 }
+
+# the backends that run on any CPU (the demo compiles each; the benchmark measures each)
+CPU_BACKENDS = ("torchscript", "onnx", "onnx_int8", "export")
 
 # the order `auto` tries them in
 AUTO_ORDER = ("neuron", "neuronx", "torchscript")

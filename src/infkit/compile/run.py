@@ -10,9 +10,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from infkit.compile import calibration, parity
 from infkit.compile import manifest as mf
+from infkit.compile import calibration, parity
 from infkit.compile import options as opts
-from infkit.compile import parity
 from infkit.compile.registry import resolve_backend
 from infkit.errors import InfkitError
 from infkit.model import save_eager
@@ -48,10 +49,13 @@ def _batch_sizes(options: dict) -> list[int]:
 def run(cfg: DictConfig) -> CompileResult:
     options = OmegaConf.to_container(cfg.compile, resolve=True)
     requested = str(options.pop("backend", "auto"))
+    options.pop("min_top1_agreement", None)  # the backend's default for parity.min_top1_agreement (trace.yaml)
     opts.check(requested, options)  # unknown keys name the valid ones, before any SDK import
     backend = resolve_backend(requested)
     options = opts.for_backend(backend, options)
     batch_sizes = _batch_sizes(options)
+    # backends that calibrate (onnx_int8) check their options and say how many training images they need
+    calibration_count = backend.calibration_count(options) if getattr(backend, "needs_calibration", False) else 0
 
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare()
@@ -66,6 +70,8 @@ def run(cfg: DictConfig) -> CompileResult:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = str(cfg.artifact_name)
+    extra = ({"calibration": calibration.images(datamodule.dataset(calibration.SPLIT), calibration_count)}
+             if calibration_count else {})
     # static-shape backends: one artifact per batch size (bucketing), or one compiled at the smallest size when the
     # backend batches dynamically (Neuron's dynamic batch: chunks of that size); the others: one for all
     dynamic = not backend.static_batch or opts.dynamic_batch(options)
@@ -79,7 +85,7 @@ def run(cfg: DictConfig) -> CompileResult:
         path = artifact_path(out_dir, name, backend.suffix, bs if len(buckets) > 1 else None)
         t0 = time.perf_counter()
         log.info("compiling %s with %s%s ...", cfg.model.model_name, backend.name, f" at batch size {bs}" if bs else "")
-        used = backend.compile(net, example, options, path)
+        used = backend.compile(net, example, options, path, **extra)
         log.info("wrote %s (%.1f MB) in %.1fs", path.name, path.stat().st_size / 1e6, time.perf_counter() - t0)
         entries.append(mf.artifact_entry(path, bs))
         fn = backend.load(path)
@@ -95,6 +101,8 @@ def run(cfg: DictConfig) -> CompileResult:
     report.update(min_top1_agreement=threshold, passed=report["top1_agreement"] >= threshold)
     log.info("parity on %d validation images: max |Δlogit| %.2e, top-1 agreement %.2f %%",
              report["images"], report["max_abs_logit_diff"], 100 * report["top1_agreement"])
+    accuracy = parity.split_accuracy(net, compiled, datamodule.dataset("test"), cfg.parity.get("accuracy_images"),
+                                     cfg.parity.get("max_accuracy_drop"))
 
     manifest = {
         "name": name,
@@ -110,6 +118,7 @@ def run(cfg: DictConfig) -> CompileResult:
         "labels": list(hp.get("labels") or datamodule.classes),
         "num_classes": int(hp["num_classes"]),
         "parity": report,
+        "accuracy": accuracy,
         "backend_options": used,
         "eager_weights": {k: v for k, v in mf.artifact_entry(eager_path, None).items() if k != "batch_size"},
         "checkpoint": {"file": loaded.path.name, "sha256": mf.sha256(loaded.path)},
@@ -119,9 +128,7 @@ def run(cfg: DictConfig) -> CompileResult:
     manifest_path = mf.write(out_dir, manifest)
     # TorchServe's conventional label file, for a hand-made `torch-model-archiver --extra-files`
     mf.write_index_to_name(out_dir, manifest["labels"])
-    if not report["passed"]:
-        raise InfkitError(
-            f"{backend.name} artifact agrees with the eager model on only {100 * report['top1_agreement']:.1f} % of "
-            f"top-1 predictions (threshold {100 * threshold:.0f} %, max |Δlogit| {report['max_abs_logit_diff']:.3g}); "
-            f"see {manifest_path}. Try another backend, or lower parity.min_top1_agreement if this is expected")
+    reason = parity.failure(backend.name, report, accuracy, manifest_path)
+    if reason:
+        raise InfkitError(reason)
     return CompileResult(backend.name, [out_dir / e["file"] for e in entries], manifest_path, manifest)

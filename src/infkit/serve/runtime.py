@@ -26,6 +26,13 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, int(workers)))
 
 
+def cores_shared(workers: int, threads: int, cores: int | None = None) -> bool:
+    """Whether a worker's threads share cores with other workers or TorchServe's frontend: true unless all
+    workers' threads together leave at least one core free (then thread spinning may pay off)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, int(workers)) * max(1, int(threads)) >= cores
+
+
 @dataclass
 class ServedModel:
     manifest: dict
@@ -34,10 +41,12 @@ class ServedModel:
     runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int | None = None, neuron_layout: str = "per_worker") -> ServedModel:
-        """Load a packaged model. Neuron artifacts: the worker's NeuronCore budget is set before the SDK is imported
-        (neuron_cores.set_core_budget); with neuron_layout=data_parallel one artifact runs over every visible core.
-        Tensors stay on the CPU: a Neuron artifact moves its own data to the device."""
+    def load(cls, directory: str | Path, threads: int | None = None, shared_cores: bool = True,
+             neuron_layout: str = "per_worker") -> ServedModel:
+        """Load a packaged model. ONNX Runtime backends spin their threads only where compile measured it faster and
+        the worker's cores are its own. Neuron artifacts: the worker's NeuronCore budget is set before the SDK is
+        imported (neuron_cores.set_core_budget); with neuron_layout=data_parallel one artifact runs over every visible
+        core. Tensors stay on the CPU: a Neuron artifact moves its own data to the device."""
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
@@ -50,6 +59,10 @@ class ServedModel:
         reason = backend.unavailable_reason()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
+        # ONNX Runtime backends record whether spinning measured faster; it is used only on cores of one's own
+        measured = (manifest.get("backend_options") or {}).get("allow_spinning")
+        if measured is not None:
+            extra["spinning"] = bool(measured) and not shared_cores
         entries = manifest["artifacts"]
         if extra.get("data_parallel"):
             # DataParallel batches dynamically: one artifact (the smallest compiled batch) serves any batch size

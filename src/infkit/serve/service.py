@@ -20,8 +20,9 @@ SetStatus = Callable[[int, str, int], None]
 
 class Service:
     def __init__(self, model_dir: str | Path, threads: int | None = None, topk: int = 5,
-                 max_image_bytes: int = DEFAULT_MAX_BYTES, explain_steps: int = 32, neuron_layout: str = "per_worker"):
-        self.model = ServedModel.load(model_dir, threads=threads, neuron_layout=neuron_layout)
+                 max_image_bytes: int = DEFAULT_MAX_BYTES, explain_steps: int = 32, shared_cores: bool = True,
+                 neuron_layout: str = "per_worker"):
+        self.model = ServedModel.load(model_dir, threads=threads, shared_cores=shared_cores, neuron_layout=neuron_layout)
         self.transform = self.model.transform()
         self.topk = int(topk)
         self.max_image_bytes = int(max_image_bytes)
