@@ -11,10 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location("bench_model_cli", ROOT / "src/bench_model.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
+    from infkit.cli import bench_model
+
+    return bench_model
 
 
 def test_bench_model_table_json_and_plot(tmp_path, capsys):

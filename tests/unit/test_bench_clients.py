@@ -175,7 +175,7 @@ def test_ctrl_c_from_a_terminal_stops_the_command_and_writes_what_was_measured(t
     image.write_bytes(b"x")
     proc = subprocess.Popen([sys.executable, str(ROOT / "src/utils/benchmark.py"), "--url", tiny_server.url,
                              "--images", str(image), "--num_thread", "4", "--processes", "2", "--warmup", "0",
-                             "--duration", "60", "--interval", "0.5", "--token", "k", "--metrics_url", "none",
+                             "--duration", "60", "--interval", "0.5", "--token", "k", "--metrics-url", "none",
                              "--out", str(tmp_path / "bench")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 90
@@ -194,14 +194,11 @@ def test_ctrl_c_from_a_terminal_stops_the_command_and_writes_what_was_measured(t
 
 
 def test_bad_process_counts_and_limits_are_one_line_errors(capsys):
-    import importlib.util
+    from infkit.cli import bench as cli
 
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "src/utils/benchmark.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     for flag, value, said in (("--processes", "0", "give a number of processes >= 1, or auto"),
                               ("--processes", "many", "give a number of processes >= 1, or auto"),
-                              ("--client_cpu_limit", "1.5", "give a fraction in (0, 1]")):
+                              ("--client-cpu-limit", "1.5", "give a fraction in (0, 1]")):
         with pytest.raises(SystemExit) as stop:
             cli.main(["--url", "http://127.0.0.1:9/predictions/x", flag, value])
         assert stop.value.code == 2

@@ -362,11 +362,8 @@ def ok_server():
 
 @pytest.mark.slow
 def test_benchmark_beside_neuron_monitor_writes_neuron_columns_and_plot(ok_server, tmp_path, capsys):
-    import importlib.util
+    from infkit.cli import bench as cli
 
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "src/utils/benchmark.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     full = load("report_inf2_two_workers.json")
     nm = tmp_path / "nm.jsonl"
     nm.write_text(line(with_util(full, 1, 1)))  # written before the benchmark: not counted
@@ -384,7 +381,7 @@ def test_benchmark_beside_neuron_monitor_writes_neuron_columns_and_plot(ok_serve
     try:
         images = sorted((ROOT / "tests/resources/digits").glob("*.png"))[:2]
         code = cli.main(["--url", ok_server, "--images", *map(str, images), "--sweep", "1,2", "--duration", "1.5",
-                         "--warmup", "0.2", "--interval", "1", "--metrics_url", "none", "--token", "t",
+                         "--warmup", "0.2", "--interval", "1", "--metrics-url", "none", "--token", "t",
                          "--neuron-monitor", str(nm), "--out", str(tmp_path / "bench")])
     finally:
         stop.set()
@@ -411,11 +408,8 @@ def test_benchmark_beside_neuron_monitor_writes_neuron_columns_and_plot(ok_serve
 
 
 def test_benchmark_refuses_a_missing_neuron_monitor_file(tmp_path, capsys):
-    import importlib.util
+    from infkit.cli import bench as cli
 
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "src/utils/benchmark.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     code = cli.main(["--url", "http://127.0.0.1:9/predictions/x", "--neuron-monitor", str(tmp_path / "nm.jsonl"),
                      "--out", str(tmp_path / "bench")])
     err = capsys.readouterr().err

@@ -28,7 +28,7 @@ def int8_flags(pairs: list[str]) -> dict:
     """--int8 KEY=VALUE ... -> onnx_int8 options (checked by name here, by value in load_data)."""
     from infkit.compile.onnx_int8 import OnnxInt8Backend
 
-    allowed = [k for k in OnnxInt8Backend.option_names if k not in ("calibration_images", "calibration_method")]
+    allowed = sorted(k for k in OnnxInt8Backend.option_names if k not in ("calibration_images", "calibration_method"))
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -42,7 +42,7 @@ class ExportBackend:
     name = "export"
     suffix = ".pt2"
     static_batch = False
-    option_names = ("max_batch_size", "freezing")
+    option_names = frozenset({"max_batch_size", "freezing"})
 
     def unavailable_reason(self) -> str | None:
         try:

@@ -31,9 +31,9 @@ class OnnxInt8Backend(OnnxBackend):
     static_batch = False
     #: compile() takes calibration=<(N,C,H,W) tensor of real training images>; calibration_count(options) says N
     needs_calibration = True
-    option_names = OnnxBackend.option_names + (
+    option_names = OnnxBackend.option_names | {
         "calibration_images", "calibration_method", "calibration_batch_size", "percentile", "per_channel",
-        "reduce_range", "activation_type", "weight_type")
+        "reduce_range", "activation_type", "weight_type"}
 
     def calibration_count(self, options: Mapping[str, Any]) -> int:
         """How many calibration images compile() needs; checks every quantization option first (one-line errors)."""

@@ -14,8 +14,9 @@ from infkit.errors import InfkitError
 
 log = logging.getLogger(__name__)
 
-#: read by the compile stage itself, whatever the backend
-COMMON = frozenset({"batch_sizes"})
+#: read by the compile stage itself, whatever the backend (min_top1_agreement: the backend's own parity threshold,
+#: read by trace.yaml's parity.min_top1_agreement)
+COMMON = frozenset({"batch_sizes", "min_top1_agreement"})
 
 
 def declared(backend: Backend) -> frozenset[str]:

@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from infkit.compile import calibration, parity
 from infkit.compile import manifest as mf
-from infkit.compile import calibration, parity
 from infkit.compile import options as opts
 from infkit.compile.registry import resolve_backend
 from infkit.errors import InfkitError
