@@ -9,7 +9,7 @@ TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
 TORCH29_PAIR := torch==2.9.1 torchvision==0.24.1
 VENV29 ?= .venv-torch29
 
-.PHONY: setup demo test test-fast lock test-torch29 clean
+.PHONY: setup demo test test-fast lint format lock test-torch29 clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the dev environment is locked for Python 3.11 (requirements.lock): run make PYTHON=python3.11 ...")'
@@ -24,9 +24,19 @@ setup: $(STAMP)
 demo: setup
 	$(PY) src/demo.py
 
-# the whole suite, including one end-to-end run (train -> compile -> package -> serve -> live tests)
-test: setup
+# lint and format check (ruff, line length 120), then the whole suite, including one end-to-end run
+# (train -> compile -> package -> serve -> live tests)
+test: setup lint
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+# rewrite the code in the project's format and apply ruff's safe fixes
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # without the tests marked slow
 test-fast: setup

@@ -31,8 +31,9 @@ def base_image(docker: str, fail) -> str:
     pulled = sh([docker, "pull", PUBLIC_BASE], timeout=600)
     if pulled.returncode == 0:
         return PUBLIC_BASE
-    print(f"cannot pull {PUBLIC_BASE} ({pulled.stderr.strip()[:160]}); making {LOCAL_BASE} with debootstrap",
-          flush=True)
+    print(
+        f"cannot pull {PUBLIC_BASE} ({pulled.stderr.strip()[:160]}); making {LOCAL_BASE} with debootstrap", flush=True
+    )
     return make_local_base(docker, fail)
 
 
@@ -47,16 +48,23 @@ def make_local_base(docker: str, fail) -> str:
         rootfs = Path(tmp) / "rootfs"
         t0 = time.monotonic()
         print("debootstrap --variant=minbase --include=python3,python3-venv bookworm (a few minutes) ...", flush=True)
-        run = sh(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(rootfs),
-                  *mirror], timeout=1800)
+        run = sh(
+            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(rootfs), *mirror],
+            timeout=1800,
+        )
         if run.returncode != 0:
             fail(f"debootstrap failed: {run.stdout.strip().splitlines()[-1:]} {run.stderr.strip()[-300:]}")
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (rootfs / leftover).glob("*.deb" if "archives" in leftover else "*_*"):
                 item.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run([docker, "import", "--change", "CMD [\"/bin/bash\"]", "-", LOCAL_BASE],
-                                  stdin=tar.stdout, capture_output=True, text=True, check=False)
+        imported = subprocess.run(
+            [docker, "import", "--change", 'CMD ["/bin/bash"]', "-", LOCAL_BASE],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             fail(f"docker import failed: {imported.stderr.strip()[-300:]}")

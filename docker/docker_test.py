@@ -25,8 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-START_ENGINE = ("no Docker engine is reachable ({}); start one: `sudo systemctl start docker`, or where there is "
-                "no service manager `sudo dockerd > /var/log/dockerd.log 2>&1 &` (Debian: apt-get install docker.io)")
+START_ENGINE = (
+    "no Docker engine is reachable ({}); start one: `sudo systemctl start docker`, or where there is "
+    "no service manager `sudo dockerd > /var/log/dockerd.log 2>&1 &` (Debian: apt-get install docker.io)"
+)
 
 
 def fail(message: str) -> None:
@@ -50,25 +52,40 @@ def check_engine(docker: str) -> None:
 def buildkit_client(docker: str) -> tuple[list[str], dict]:
     """A client command that builds with BuildKit: `docker buildx build --load`, or a `docker` with BuildKit built
     in (clients before 23.0, e.g. Debian's docker.io) with DOCKER_BUILDKIT=1."""
-    candidates = [docker] + [str(Path(d) / "docker") for d in os.environ.get("PATH", "").split(os.pathsep)
-                             if (Path(d) / "docker").is_file()]
+    candidates = [docker] + [
+        str(Path(d) / "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if (Path(d) / "docker").is_file()
+    ]
     for client in dict.fromkeys(candidates):
         if sh([client, "buildx", "version"]).returncode == 0:
             return [client, "buildx", "build", "--load"], {}
         version = sh([client, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
         if version and version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
             return [client, "build"], {"DOCKER_BUILDKIT": "1"}
-    fail("no Docker client here can build with BuildKit (needed for the CA-bundle secret): install the buildx "
-         "plugin (Docker's docker-buildx-plugin package) or use a client with BuildKit built in (Debian's docker.io)")
+    fail(
+        "no Docker client here can build with BuildKit (needed for the CA-bundle secret): install the buildx "
+        "plugin (Docker's docker-buildx-plugin package) or use a client with BuildKit built in (Debian's docker.io)"
+    )
 
 
 def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
     cmd, env = buildkit_client(docker)
     ca = os.environ.get("SSL_CERT_FILE") or CA_BUNDLE
     secret = ["--secret", f"id=ca_bundle,src={ca}"] if Path(ca).is_file() else []
-    args = [*cmd, "-f", str(ROOT / "docker/Dockerfile.cpu"), "-t", image, "--progress", "plain",
-            "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"CUDA_WHEELS={str(cuda_wheels).lower()}",
-            *secret, str(ROOT)]
+    args = [
+        *cmd,
+        "-f",
+        str(ROOT / "docker/Dockerfile.cpu"),
+        "-t",
+        image,
+        "--progress",
+        "plain",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--build-arg",
+        f"CUDA_WHEELS={str(cuda_wheels).lower()}",
+        *secret,
+        str(ROOT),
+    ]
     print("$ " + " ".join(args), flush=True)
     t0 = time.monotonic()
     log = ROOT / "logs" / "docker-test" / "build.log"
@@ -78,8 +95,10 @@ def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
     if proc.returncode != 0:
         fail(f"docker build failed; its log: {log}\n" + "".join(log.read_text().splitlines(True)[-25:]))
     size = int(sh([docker, "image", "inspect", "-f", "{{.Size}}", image]).stdout.strip())
-    print(f"built {image} from {base} in {time.monotonic() - t0:.0f} s: {size / 1e9:.2f} GB ({size} bytes); "
-          f"log {log}", flush=True)
+    print(
+        f"built {image} from {base} in {time.monotonic() - t0:.0f} s: {size / 1e9:.2f} GB ({size} bytes); log {log}",
+        flush=True,
+    )
 
 
 def check_image(docker: str, image: str) -> None:
@@ -104,13 +123,22 @@ def package_digits(work: Path) -> tuple[Path, str]:
     from infkit.utils.compose import compose_config
 
     print("training digits_example (a few minutes), compiling to ONNX, packaging ...", flush=True)
-    trained = train_stage.run(compose_config("train", ["experiment=digits_example", "~callbacks.rich_progress_bar",
-                                                       "+trainer.enable_progress_bar=false"], work / "train"))
+    trained = train_stage.run(
+        compose_config(
+            "train",
+            ["experiment=digits_example", "~callbacks.rich_progress_bar", "+trainer.enable_progress_bar=false"],
+            work / "train",
+        )
+    )
     print(f"test accuracy {trained.metrics.get('test/acc', float('nan')):.4f}", flush=True)
-    compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}",
-                                               "compile=onnx"], work / "compile"))
-    packaged = package_stage.run(compose_config("package", [f"artifact_dir={work / 'compile'}",
-                                                            f"model_store={store}"], work / "package"))
+    compile_stage.run(
+        compose_config(
+            "trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", "compile=onnx"], work / "compile"
+        )
+    )
+    packaged = package_stage.run(
+        compose_config("package", [f"artifact_dir={work / 'compile'}", f"model_store={store}"], work / "package")
+    )
     return store, packaged.model_name
 
 
@@ -160,8 +188,11 @@ def main(argv=None) -> int:
         store, model = args.model_store.resolve(), args.model
     else:
         store, model = package_digits(ROOT / "logs" / "docker-test" / "digits")
-    unreadable = [p for p in (store, *store.glob("*.mar"))
-                  if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need]
+    unreadable = [
+        p
+        for p in (store, *store.glob("*.mar"))
+        if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need
+    ]
     if unreadable:  # the container's user (uid 1000) reads the store mounted from here
         fail(f"{unreadable[0]} is not readable by other users; the container's user needs it: chmod o+rX it")
     with tempfile.TemporaryDirectory(prefix="infkit-docker-test-") as tmp:
@@ -169,9 +200,22 @@ def main(argv=None) -> int:
         ports = free_ports("127.0.0.1")
         http, grpc, metrics = ports["inference_port"], ports["grpc_inference_port"], ports["metrics_port"]
         name = f"infkit-docker-test-{os.getpid()}"
-        run = [args.docker, "run", "-d", "--name", name, "-p", f"127.0.0.1:{http}:8080", "-p",
-               f"127.0.0.1:{grpc}:7070", "-p", f"127.0.0.1:{metrics}:8082",
-               "-v", f"{store}:/home/model-server/model-store:ro", args.image]
+        run = [
+            args.docker,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{http}:8080",
+            "-p",
+            f"127.0.0.1:{grpc}:7070",
+            "-p",
+            f"127.0.0.1:{metrics}:8082",
+            "-v",
+            f"{store}:/home/model-server/model-store:ro",
+            args.image,
+        ]
         print("$ " + " ".join(run), flush=True)
         started = sh(run)
         if started.returncode != 0:
@@ -183,16 +227,40 @@ def main(argv=None) -> int:
             key_file.write_text(keys.stdout)
             if not inference_token(key_file):
                 fail(f"no inference key in the container's key_file.json: {keys.stdout[:200]} {keys.stderr[:200]}")
-            tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
-                     "--public_ip", "127.0.0.1", "--model", model, "--dataset", "digits", "--http-port", str(http),
-                     "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--key-file", str(key_file)]
+            tests = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/test_serve",
+                "--public_ip",
+                "127.0.0.1",
+                "--model",
+                model,
+                "--dataset",
+                "digits",
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+                "--key-file",
+                str(key_file),
+            ]
             print("$ " + " ".join(tests), flush=True)
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-3000:], result.stderr[-2000:], sep="", flush=True)
         finally:
             removed = sh([args.docker, "rm", "-f", name])
-            print(f"stopped and removed container {name}" if removed.returncode == 0
-                  else f"warning: could not remove container {name}: {removed.stderr.strip()}", flush=True)
+            print(
+                f"stopped and removed container {name}"
+                if removed.returncode == 0
+                else f"warning: could not remove container {name}: {removed.stderr.strip()}",
+                flush=True,
+            )
     summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
     print(f"docker-test: {summary} against {args.image}", flush=True)
     pod = None
@@ -200,8 +268,11 @@ def main(argv=None) -> int:
         import pod_check  # beside this script
 
         pod = pod_check.run(args.docker, args.image, store, model, free_ports("127.0.0.1"))
-    print(f"docker-test done in {time.monotonic() - t_start:.0f} s: image {summary}; pod check "
-          f"{ {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }", flush=True)
+    print(
+        f"docker-test done in {time.monotonic() - t_start:.0f} s: image {summary}; pod check "
+        f"{ {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }",
+        flush=True,
+    )
     return result.returncode or (pod or 0)
 
 

@@ -40,8 +40,10 @@ def nginx_conf(template: str, key: str, tmp: Path) -> Path:
         (tmp / sub).chmod(0o777)  # nginx's workers run as an unprivileged user
     server = template.replace("${INFKIT_INFERENCE_KEY}", key)
     conf = tmp / "nginx.conf"
-    conf.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\nhttp {{\naccess_log off;\n"
-                    f"client_body_temp_path {tmp}/body;\nproxy_temp_path {tmp}/proxy;\n{server}\n}}\n")
+    conf.write_text(
+        f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\nhttp {{\naccess_log off;\n"
+        f"client_body_temp_path {tmp}/body;\nproxy_temp_path {tmp}/proxy;\n{server}\n}}\n"
+    )
     return conf
 
 
@@ -83,10 +85,28 @@ def run(docker: str, image: str, store: Path, model: str, ports: dict[str, int])
         tmp = Path(tmp_name)
         tmp.chmod(0o755)
         (tmp / "config.properties").write_text(config)
-        cmd = [docker, "run", "-d", "--name", name, "-p", f"127.0.0.1:{http}:8080", "-p", f"127.0.0.1:{metrics}:8082",
-               "-v", f"{store}:/home/model-server/model-store:ro",
-               "-v", f"{tmp / 'config.properties'}:/etc/infkit/config.properties:ro",
-               image, "torchserve", "--start", "--foreground", "--ncs", "--ts-config", "/etc/infkit/config.properties"]
+        cmd = [
+            docker,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{http}:8080",
+            "-p",
+            f"127.0.0.1:{metrics}:8082",
+            "-v",
+            f"{store}:/home/model-server/model-store:ro",
+            "-v",
+            f"{tmp / 'config.properties'}:/etc/infkit/config.properties:ro",
+            image,
+            "torchserve",
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            "/etc/infkit/config.properties",
+        ]
         print("pod check: TorchServe with k8s/configmap.yaml's config.properties, nginx in its network namespace")
         print("$ " + " ".join(cmd), flush=True)
         started = sh(cmd)
@@ -98,18 +118,58 @@ def run(docker: str, image: str, store: Path, model: str, ports: dict[str, int])
             probe = [docker, "exec", name, "python3", "/opt/infkit-tools/healthcheck.py", "8085"]  # the k8s probes
             wait(lambda: sh(probe).returncode == 0, "TorchServe answers /ping on the pod's loopback (the probes)")
             pid = sh([docker, "inspect", "-f", "{{.State.Pid}}", name]).stdout.strip()
-            proxy = subprocess.Popen([nsenter, "-t", pid, "-n", nginx, "-c", str(nginx_conf(template, key, tmp)),
-                                      "-p", str(tmp), "-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
+            proxy = subprocess.Popen(
+                [
+                    nsenter,
+                    "-t",
+                    pid,
+                    "-n",
+                    nginx,
+                    "-c",
+                    str(nginx_conf(template, key, tmp)),
+                    "-p",
+                    str(tmp),
+                    "-g",
+                    "daemon off;",
+                ],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             base = f"http://127.0.0.1:{http}"
             wait(lambda: _ok(base + "/ping"), "the proxy passes /ping through", timeout=60)
             digit = min((ROOT / "tests/resources/digits").glob("*.png")).read_bytes()
             problems = refusals(base, model, digit)
-            print("  refusals:", "; ".join(problems) if problems else "no key and a wrong key get 401, "
-                  "management, token and metrics paths 404", flush=True)
-            tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_serve",
-                     "--ignore", "tests/test_serve/test_serve_grpc.py", "--public_ip", "127.0.0.1", "--model", model,
-                     "--dataset", "digits", "--http-port", str(http), "--metrics-port", str(metrics), "--token", key]
-            print("$ " + " ".join(tests[:-1] + ["<key>"]), flush=True)
+            print(
+                "  refusals:",
+                "; ".join(problems)
+                if problems
+                else "no key and a wrong key get 401, management, token and metrics paths 404",
+                flush=True,
+            )
+            tests = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/test_serve",
+                "--ignore",
+                "tests/test_serve/test_serve_grpc.py",
+                "--public_ip",
+                "127.0.0.1",
+                "--model",
+                model,
+                "--dataset",
+                "digits",
+                "--http-port",
+                str(http),
+                "--metrics-port",
+                str(metrics),
+                "--token",
+                key,
+            ]
+            print("$ " + " ".join([*tests[:-1], "<key>"]), flush=True)
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-2500:], result.stderr[-1500:], sep="", flush=True)
             summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
@@ -123,8 +183,12 @@ def run(docker: str, image: str, store: Path, model: str, ports: dict[str, int])
                 proxy.terminate()
                 proxy.wait(timeout=30)
             removed = sh([docker, "rm", "-f", name])
-            print(f"stopped nginx and removed container {name}" if removed.returncode == 0
-                  else f"warning: could not remove container {name}: {removed.stderr.strip()}", flush=True)
+            print(
+                f"stopped nginx and removed container {name}"
+                if removed.returncode == 0
+                else f"warning: could not remove container {name}: {removed.stderr.strip()}",
+                flush=True,
+            )
 
 
 def _ok(url: str) -> bool:

@@ -29,10 +29,15 @@ class InfkitHandler:
         threads = int(options.get("threads") or threads_per_worker(workers))
         # TorchServe may scale up to maxWorkers: count those when deciding whether cores are shared
         shared = cores_shared(max(workers, int(yaml_config.get("maxWorkers") or workers)), threads)
-        self.service = Service(model_dir, threads=threads, topk=int(options.get("topk", 5)),
-                               max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
-                               explain_steps=int(options.get("explain_steps", 32)), shared_cores=shared,
-                               neuron_layout=str(options.get("neuron_layout") or "per_worker"))
+        self.service = Service(
+            model_dir,
+            threads=threads,
+            topk=int(options.get("topk", 5)),
+            max_image_bytes=int(options.get("max_image_bytes", 10 * 1024 * 1024)),
+            explain_steps=int(options.get("explain_steps", 32)),
+            shared_cores=shared,
+            neuron_layout=str(options.get("neuron_layout") or "per_worker"),
+        )
         self.initialized = True
 
     def handle(self, data, context):

@@ -1,4 +1,5 @@
-"""Compile a trained checkpoint: python src/trace_inferentia.py experiment=digits_example ckpt_path=<ckpt> [compile=onnx]"""
+"""Compile a trained checkpoint:
+python src/trace_inferentia.py experiment=digits_example ckpt_path=<ckpt> [compile=onnx]"""
 
 import sys
 

@@ -29,8 +29,14 @@ TINY_TRAIN = [
 def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run an entry script the way a user does, from `cwd` (its logs/ land there)."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(ROOT / "src" / script), *overrides], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +88,13 @@ def _compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
     from infkit.compile import run as compile_stage
 
     out = tmp_path_factory.mktemp(f"compiled-{backend}")
-    return compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}",
-                                                      f"compile={backend}", *overrides], out))
+    return compile_stage.run(
+        compose_config(
+            "trace",
+            ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}", *overrides],
+            out,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +115,18 @@ def pytest_addoption(parser):
     group = parser.getgroup("infkit live server", "tests/test_serve against a running TorchServe")
     group.addoption("--public_ip", default=None, help="address of a running TorchServe; without it the live tests skip")
     group.addoption("--model", default=None, help="model name on that server, e.g. digits_resnet18_onnx")
-    group.addoption("--dataset", default=None,
-                    help="folder under tests/resources with <idx>_<label>.png images (default: the model name's "
-                         "first word, e.g. digits)")
+    group.addoption(
+        "--dataset",
+        default=None,
+        help="folder under tests/resources with <idx>_<label>.png images (default: the model name's "
+        "first word, e.g. digits)",
+    )
     group.addoption("--http-port", type=int, default=8080, help="inference API port")
     group.addoption("--grpc-port", type=int, default=7070, help="gRPC inference port")
     group.addoption("--metrics-port", type=int, default=8082, help="metrics API port")
-    group.addoption("--key-file", default="logs/serve/key_file.json",
-                    help="TorchServe's key_file.json (token authorization); --token overrides it")
+    group.addoption(
+        "--key-file",
+        default="logs/serve/key_file.json",
+        help="TorchServe's key_file.json (token authorization); --token overrides it",
+    )
     group.addoption("--token", default=None, help="inference token (default: read from --key-file)")

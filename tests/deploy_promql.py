@@ -17,11 +17,29 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
 
 # PromQL words that look like names but are not metrics
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless",
-            "inf", "nan"}
+KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+}
 # pieces of an expression that hold no metric name: strings, label matchers, ranges, grouping label lists
-STRIP = [re.compile(r'"(?:[^"\\]|\\.)*"'), re.compile(r"'(?:[^'\\]|\\.)*'"), re.compile(r"\{[^}]*\}"),
-         re.compile(r"\[[^\]]*\]"), re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")]
+STRIP = [
+    re.compile(r'"(?:[^"\\]|\\.)*"'),
+    re.compile(r"'(?:[^'\\]|\\.)*'"),
+    re.compile(r"\{[^}]*\}"),
+    re.compile(r"\[[^\]]*\]"),
+    re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),
+]
 IDENT = re.compile(r"[a-zA-Z_:][\w:]*")
 GRAFANA_LABEL_VALUES = re.compile(r"label_values\(\s*([a-zA-Z_:][\w:]*)")
 
@@ -34,7 +52,7 @@ def metric_names(expr: str) -> set[str]:
     text = re.sub(r"\b\d[\w.]*", " ", text)  # numbers and durations such as 1m, 1e3
     names = set()
     for match in IDENT.finditer(text):
-        called = text[match.end():].lstrip().startswith("(")
+        called = text[match.end() :].lstrip().startswith("(")
         if not called and match.group() not in KEYWORDS:
             names.add(match.group())
     return names

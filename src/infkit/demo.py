@@ -46,8 +46,11 @@ def speed(compile_dir: Path, batch_size: int) -> dict:
     one, batch = torch.randn(1, c, h, w), torch.randn(batch_size, c, h, w)
     t1 = latencies(lambda: model.logits(one), warmup=5, repeats=50)
     tb = latencies(lambda: model.logits(batch), warmup=3, repeats=20)
-    return {"p50_ms": float(np.percentile(t1, 50) * 1e3), "p90_ms": float(np.percentile(t1, 90) * 1e3),
-            "batch_ips": float(batch_size / np.median(tb))}
+    return {
+        "p50_ms": float(np.percentile(t1, 50) * 1e3),
+        "p90_ms": float(np.percentile(t1, 90) * 1e3),
+        "batch_ips": float(batch_size / np.median(tb)),
+    }
 
 
 def _ports(srv: ServerConfig) -> ServerConfig:
@@ -59,13 +62,33 @@ def _ports(srv: ServerConfig) -> ServerConfig:
     return srv
 
 
-def live_tests_command(srv: ServerConfig, model: str, key_file: str | Path, dataset: str = "digits",
-                       tests_dir: str | Path | None = None) -> list[str]:
+def live_tests_command(
+    srv: ServerConfig, model: str, key_file: str | Path, dataset: str = "digits", tests_dir: str | Path | None = None
+) -> list[str]:
     """`pytest --public_ip ... tests/test_serve` against this server, as a user would run it."""
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests_dir or source_checkout() / "tests" / "test_serve"),
-            "--public_ip", srv.address, "--model", model, "--dataset", dataset,
-            "--http-port", str(srv.inference_port), "--grpc-port", str(srv.grpc_inference_port),
-            "--metrics-port", str(srv.metrics_port), "--key-file", str(key_file)]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(tests_dir or source_checkout() / "tests" / "test_serve"),
+        "--public_ip",
+        srv.address,
+        "--model",
+        model,
+        "--dataset",
+        dataset,
+        "--http-port",
+        str(srv.inference_port),
+        "--grpc-port",
+        str(srv.grpc_inference_port),
+        "--metrics-port",
+        str(srv.metrics_port),
+        "--key-file",
+        str(key_file),
+    ]
 
 
 def compile_and_measure(experiment: str, ckpt: Path, out: Path, batch_size: int, steps: int) -> tuple[dict, list]:
@@ -77,11 +100,17 @@ def compile_and_measure(experiment: str, ckpt: Path, out: Path, batch_size: int,
             print(f"      {backend}: skipped: {reason}")
             rows.append([backend, "skipped (not available here)", "", "", "", "", ""])
             continue
-        print(f"[2/{steps}] compiling with {backend}: python src/trace_inferentia.py {experiment} "
-              f"ckpt_path={ckpt} compile={backend}", flush=True)
+        print(
+            f"[2/{steps}] compiling with {backend}: python src/trace_inferentia.py {experiment} "
+            f"ckpt_path={ckpt} compile={backend}",
+            flush=True,
+        )
         try:
-            result = compile_stage.run(compose_config(
-                "trace", [experiment, f"ckpt_path={ckpt}", f"compile={backend}"], out / f"compile-{backend}"))
+            result = compile_stage.run(
+                compose_config(
+                    "trace", [experiment, f"ckpt_path={ckpt}", f"compile={backend}"], out / f"compile-{backend}"
+                )
+            )
         except InfkitError as exc:  # a failed accuracy guard: reported, never packaged
             print(f"      {backend}: not packaged: {exc}")
             rows.append([backend, "FAILED its guard", "", "", "", "", str(exc)[:60]])
@@ -89,10 +118,17 @@ def compile_and_measure(experiment: str, ckpt: Path, out: Path, batch_size: int,
         s = speed(result.manifest_path.parent, batch_size)
         built[backend] = (result, s)
         par, acc = result.manifest["parity"], result.manifest["accuracy"]
-        rows.append([backend, f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
-                     f"{s['p50_ms']:.2f} / {s['p90_ms']:.2f}", f"{s['batch_ips']:.0f}",
-                     f"{100 * acc['compiled_top1']:.2f} % (eager {100 * acc['eager_top1']:.2f} %)",
-                     f"{100 * par['top1_agreement']:.1f} %", f"max|Δ| {par['max_abs_logit_diff']:.1e}"])
+        rows.append(
+            [
+                backend,
+                f"{result.artifacts[0].stat().st_size / 1e6:.1f} MB",
+                f"{s['p50_ms']:.2f} / {s['p90_ms']:.2f}",
+                f"{s['batch_ips']:.0f}",
+                f"{100 * acc['compiled_top1']:.2f} % (eager {100 * acc['eager_top1']:.2f} %)",
+                f"{100 * par['top1_agreement']:.1f} %",
+                f"max|Δ| {par['max_abs_logit_diff']:.1e}",
+            ]
+        )
     return built, rows
 
 
@@ -112,19 +148,30 @@ def run(root: Path = Path("logs/demo")) -> dict:
         raise InfkitError("no backend compiled and passed its accuracy guard; see the messages above")
     best = max(built, key=lambda b: built[b][1]["batch_ips"])
     cdir = built[best][0].manifest_path.parent
-    print(f"[3/{steps}] packaging the fastest that passed its guards ({best}, {built[best][1]['batch_ips']:.0f} img/s "
-          f"at batch {batch_size}): python src/package.py artifact_dir={cdir} model_store={store}", flush=True)
-    pkg = package_stage.run(compose_config("package", [f"artifact_dir={cdir}", f"model_store={store}"],
-                                           out / "package"))
+    print(
+        f"[3/{steps}] packaging the fastest that passed its guards ({best}, {built[best][1]['batch_ips']:.0f} img/s "
+        f"at batch {batch_size}): python src/package.py artifact_dir={cdir} model_store={store}",
+        flush=True,
+    )
+    pkg = package_stage.run(
+        compose_config("package", [f"artifact_dir={cdir}", f"model_store={store}"], out / "package")
+    )
 
     srv = _ports(ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True)))
     print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
     state = server.start(srv, store, out / "serve", strict=True)
     try:
-        print(f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
-              flush=True)
-        proc = subprocess.run(live_tests_command(srv, pkg.model_name, state["key_file"]), cwd=source_checkout(),
-                              capture_output=True, text=True, check=False)
+        print(
+            f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
+            flush=True,
+        )
+        proc = subprocess.run(
+            live_tests_command(srv, pkg.model_name, state["key_file"]),
+            cwd=source_checkout(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
         print(f"      {summary}")
         if proc.returncode != 0:
@@ -136,15 +183,37 @@ def run(root: Path = Path("logs/demo")) -> dict:
     print()
     for row in rows:
         row[0] += "  <- packaged" if row[0] == best else ""
-    print(_table(rows, ["backend", "artifact", "1 image p50/p90 ms", f"img/s at batch {batch_size}",
-                        "test top-1 (compiled vs eager)", "top-1 agreement", "parity"]))
+    print(
+        _table(
+            rows,
+            [
+                "backend",
+                "artifact",
+                "1 image p50/p90 ms",
+                f"img/s at batch {batch_size}",
+                "test top-1 (compiled vs eager)",
+                "top-1 agreement",
+                "parity",
+            ],
+        )
+    )
     print()
-    print(_table([[pkg.model_name, str(pkg.mar), "passed" if proc.returncode == 0 else "FAILED", summary]],
-                 ["model", "archive", "live tests", "pytest summary"]))
+    print(
+        _table(
+            [[pkg.model_name, str(pkg.mar), "passed" if proc.returncode == 0 else "FAILED", summary]],
+            ["model", "archive", "live tests", "pytest summary"],
+        )
+    )
     print(f"\ntest metrics:  {trained.metrics_path}")
     for backend, (result, _) in built.items():
         print(f"{backend + ' manifest:':<25}{result.manifest_path}")
     print(f"server state and logs:   {out / 'serve'}")
     failed = [pkg.model_name] if proc.returncode != 0 else []
-    return {"train": trained, "compile": {b: r for b, (r, _) in built.items()}, "best": best, "package": {best: pkg},
-            "out": out, "failed": failed}
+    return {
+        "train": trained,
+        "compile": {b: r for b, (r, _) in built.items()},
+        "best": best,
+        "package": {best: pkg},
+        "out": out,
+        "failed": failed,
+    }

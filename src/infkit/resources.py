@@ -16,8 +16,10 @@ DATA = Path(__file__).resolve().parent / "_data"
 def data_path(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
     if not path.exists():
-        raise InfkitError(f"{'/'.join(parts)} is missing from this infkit installation ({DATA}); "
-                          "reinstall infkit, or run from a source checkout")
+        raise InfkitError(
+            f"{'/'.join(parts)} is missing from this infkit installation ({DATA}); "
+            "reinstall infkit, or run from a source checkout"
+        )
     return path
 
 
@@ -46,12 +48,13 @@ def sample_images(dataset: str | None = None) -> list[Path]:
     return sorted(data_path("images").glob(f"{dataset or '*'}/*.png"))
 
 
-
 def source_checkout() -> Path:
     """The root of the source checkout these configs come from; the live tests (tests/test_serve) and the demo that
     runs them live there, not in an installed wheel."""
     root = config_dir().resolve().parent
     if not (root / "tests" / "test_serve").is_dir():
-        raise InfkitError("the live tests (tests/test_serve) come with infkit's source checkout, not with an "
-                          "installed wheel: run this from a clone of the repository")
+        raise InfkitError(
+            "the live tests (tests/test_serve) come with infkit's source checkout, not with an "
+            "installed wheel: run this from a clone of the repository"
+        )
     return root

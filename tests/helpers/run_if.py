@@ -26,14 +26,20 @@ def neuron_sdk_present() -> bool:
     return _has_module("torch_neuron") or _has_module("torch_neuronx")
 
 
-def run_if(java: bool = False, neuron_sdk: bool | None = None, cuda: bool | None = None,
-           commands: tuple[str, ...] | list[str] = (), packages: tuple[str, ...] | list[str] = ()):
+def run_if(
+    java: bool = False,
+    neuron_sdk: bool | None = None,
+    cuda: bool | None = None,
+    commands: tuple[str, ...] | list[str] = (),
+    packages: tuple[str, ...] | list[str] = (),
+):
     reasons = []
     if java and shutil.which("java") is None:
         reasons.append("needs Java 11+ on PATH (TorchServe's frontend)")
     if neuron_sdk is not None and neuron_sdk_present() != neuron_sdk:
-        reasons.append("needs the Neuron SDK (torch-neuron or torch-neuronx)" if neuron_sdk
-                       else "a Neuron SDK is installed here")
+        reasons.append(
+            "needs the Neuron SDK (torch-neuron or torch-neuronx)" if neuron_sdk else "a Neuron SDK is installed here"
+        )
     if cuda is not None:
         import torch
 

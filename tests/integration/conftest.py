@@ -24,10 +24,23 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
     manifest = OmegaConf.load(artifact_dir / "manifest.json")
     artifact = artifact_dir / manifest.artifacts[0].file
     extra = [artifact_dir / "manifest.json", artifact_dir / manifest.eager_weights.file]
-    cmd = [str(Path(sys.executable).with_name("torch-model-archiver")), "--model-name", model_name,
-           "--version", "1.0", "--serialized-file", str(artifact), "--handler", str(handler_file()),
-           "--extra-files", ",".join(map(str, extra)), "--config-file", str(model_config_file()),
-           "--export-path", str(store)]
+    cmd = [
+        str(Path(sys.executable).with_name("torch-model-archiver")),
+        "--model-name",
+        model_name,
+        "--version",
+        "1.0",
+        "--serialized-file",
+        str(artifact),
+        "--handler",
+        str(handler_file()),
+        "--extra-files",
+        ",".join(map(str, extra)),
+        "--config-file",
+        str(model_config_file()),
+        "--export-path",
+        str(store),
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     return store / f"{model_name}.mar"
 
@@ -40,8 +53,13 @@ def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compi
     models = {}
     for backend in ("torchscript", "onnx"):
         out = base / f"compile-{backend}"
-        compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={digits_trained.best_ckpt}",
-                                                   f"compile={backend}"], out))
+        compile_stage.run(
+            compose_config(
+                "trace",
+                ["experiment=digits_example", f"ckpt_path={digits_trained.best_ckpt}", f"compile={backend}"],
+                out,
+            )
+        )
         if backend == "onnx":
             cfg = compose_config("package", [f"artifact_dir={out}", f"model_store={store}"], base / "package")
             models[backend] = package_stage.run(cfg).model_name
@@ -50,11 +68,15 @@ def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compi
             plain_archiver(out, models[backend], store)
     # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py
     for backend, result in (("onnx_int8", int8_compiled), ("export", export_compiled)):
-        cfg = compose_config("package", [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}"],
-                             base / f"package-{backend}")
+        cfg = compose_config(
+            "package",
+            [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}"],
+            base / f"package-{backend}",
+        )
         models[backend] = package_stage.run(cfg).model_name
-    srv = ServerConfig.from_mapping(OmegaConf.to_container(compose_config("serve", [], base).serve.server,
-                                                           resolve=True)).with_free_ports()
+    srv = ServerConfig.from_mapping(
+        OmegaConf.to_container(compose_config("serve", [], base).serve.server, resolve=True)
+    ).with_free_ports()
     state_dir = base / "serve"
     state = server.start(srv, store, state_dir)
     yield {"state": state, "server": srv, "models": models, "state_dir": state_dir, "store": store}

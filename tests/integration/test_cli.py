@@ -28,8 +28,14 @@ def test_train_then_trace_print_their_paths(tmp_path):
     assert json.loads(open(metrics).read())["best_ckpt"] == ckpt
     assert "logs/train/runs/" in ckpt
 
-    proc = run_entry("trace_inferentia.py", "experiment=digits_example", f"ckpt_path={ckpt}", "compile=onnx",
-                     "parity.num_images=16", cwd=tmp_path)
+    proc = run_entry(
+        "trace_inferentia.py",
+        "experiment=digits_example",
+        f"ckpt_path={ckpt}",
+        "compile=onnx",
+        "parity.num_images=16",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     artifact = re.search(r"artifact: (\S+\.onnx)", out).group(1)
@@ -37,67 +43,99 @@ def test_train_then_trace_print_their_paths(tmp_path):
     assert manifest["artifacts"][0]["file"] == artifact.rsplit("/", 1)[1]
 
     # a checkpoint of another model, or of another class count, is refused with the fix
-    assert_one_line_error(run_entry("trace_inferentia.py", "experiment=digits_example", f"ckpt_path={ckpt}",
-                                    "model.model_name=resnet34", cwd=tmp_path),
-                          r"holds a resnet18 with 10 classes.*model.model_name=resnet18")
+    assert_one_line_error(
+        run_entry(
+            "trace_inferentia.py",
+            "experiment=digits_example",
+            f"ckpt_path={ckpt}",
+            "model.model_name=resnet34",
+            cwd=tmp_path,
+        ),
+        r"holds a resnet18 with 10 classes.*model.model_name=resnet18",
+    )
     folder = tmp_path / "three_classes"
     for name in ("a", "b", "c"):
         (folder / name).mkdir(parents=True)
         for i in range(4):
             from PIL import Image
+
             Image.new("L", (8, 8), 40 * i).save(folder / name / f"{i}.png")
-    assert_one_line_error(run_entry("trace_inferentia.py", "experiment=digits_example", f"ckpt_path={ckpt}",
-                                    "data=image_folder", f"data.root={folder}", "data.input_size=[3,32,32]",
-                                    cwd=tmp_path),
-                          r"holds a resnet18 with 10 classes, the data config has 3 classes")
+    assert_one_line_error(
+        run_entry(
+            "trace_inferentia.py",
+            "experiment=digits_example",
+            f"ckpt_path={ckpt}",
+            "data=image_folder",
+            f"data.root={folder}",
+            "data.input_size=[3,32,32]",
+            cwd=tmp_path,
+        ),
+        r"holds a resnet18 with 10 classes, the data config has 3 classes",
+    )
 
 
 def test_trace_without_ckpt_path(tmp_path):
-    assert_one_line_error(run_entry("trace_inferentia.py", "experiment=digits_example", cwd=tmp_path),
-                          r"ckpt_path is not set")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", "experiment=digits_example", cwd=tmp_path), r"ckpt_path is not set"
+    )
 
 
 def test_trace_with_missing_ckpt(tmp_path):
-    assert_one_line_error(run_entry("trace_inferentia.py", f"ckpt_path={tmp_path}/nope.ckpt", cwd=tmp_path),
-                          r"ckpt_path '.*nope.ckpt' does not exist")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", f"ckpt_path={tmp_path}/nope.ckpt", cwd=tmp_path),
+        r"ckpt_path '.*nope.ckpt' does not exist",
+    )
 
 
 def test_trace_with_garbage_ckpt(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"this is not a checkpoint")
-    assert_one_line_error(run_entry("trace_inferentia.py", f"ckpt_path={bad}", cwd=tmp_path),
-                          r"is not a readable checkpoint")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", f"ckpt_path={bad}", cwd=tmp_path), r"is not a readable checkpoint"
+    )
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.ckpt")
-    assert_one_line_error(run_entry("trace_inferentia.py", f"ckpt_path={tmp_path / 'plain.ckpt'}", cwd=tmp_path),
-                          r"not a Lightning checkpoint")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", f"ckpt_path={tmp_path / 'plain.ckpt'}", cwd=tmp_path),
+        r"not a Lightning checkpoint",
+    )
 
 
 @pytest.mark.parametrize("script", ["train.py", "trace_inferentia.py"])
 def test_unknown_experiment(script, tmp_path):
-    assert_one_line_error(run_entry(script, "experiment=nope", cwd=tmp_path),
-                          r"unknown experiment 'nope'; choose one of: cifar10_example, digits_example")
+    assert_one_line_error(
+        run_entry(script, "experiment=nope", cwd=tmp_path),
+        r"unknown experiment 'nope'; choose one of: cifar10_example, digits_example",
+    )
 
 
 def test_unknown_backend(tmp_path):
-    assert_one_line_error(run_entry("trace_inferentia.py", "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
-                          r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuronx, onnx, onnx_int8, "
-                          r"torchscript")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
+        r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuronx, onnx, onnx_int8, "
+        r"torchscript",
+    )
 
 
 def test_neuron_without_sdk(tmp_path):
     pytest.importorskip("torch", reason="")  # torch is always here; the SDK is not
     import importlib.util
+
     if importlib.util.find_spec("torch_neuron"):
         pytest.skip("torch-neuron is installed here")
-    assert_one_line_error(run_entry("trace_inferentia.py", "compile=neuron", "ckpt_path=x.ckpt", cwd=tmp_path),
-                          r"compile=neuron needs torch-neuron .* use compile=torchscript")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", "compile=neuron", "ckpt_path=x.ckpt", cwd=tmp_path),
+        r"compile=neuron needs torch-neuron .* use compile=torchscript",
+    )
 
 
 def test_unreadable_data_directory(tmp_path):
-    assert_one_line_error(run_entry("train.py", "data=image_folder", f"data.root={tmp_path}/missing", cwd=tmp_path),
-                          r"image folder '.*missing' does not exist; set data.root")
+    assert_one_line_error(
+        run_entry("train.py", "data=image_folder", f"data.root={tmp_path}/missing", cwd=tmp_path),
+        r"image folder '.*missing' does not exist; set data.root",
+    )
 
 
 def test_unknown_timm_model(tmp_path):
-    assert_one_line_error(run_entry("train.py", "model.model_name=resnet_nonesuch", cwd=tmp_path),
-                          r"unknown timm model 'resnet_nonesuch'")
+    assert_one_line_error(
+        run_entry("train.py", "model.model_name=resnet_nonesuch", cwd=tmp_path), r"unknown timm model 'resnet_nonesuch'"
+    )

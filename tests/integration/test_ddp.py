@@ -86,8 +86,14 @@ def test_two_process_ddp_fit_and_test_on_cpu(tmp_path):
 
 
 def test_sync_batchnorm_forced_on_cpu_is_one_clear_error(tmp_path):
-    proc = run_entry("train.py", "experiment=digits_example", "trainer=ddp", "trainer.accelerator=cpu",
-                     "trainer.sync_batchnorm=true", cwd=tmp_path)
+    proc = run_entry(
+        "train.py",
+        "experiment=digits_example",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.sync_batchnorm=true",
+        cwd=tmp_path,
+    )
     assert_one_line_error(proc, r"trainer\.sync_batchnorm=true needs CUDA devices.*trainer\.sync_batchnorm=auto")
     assert not list(tmp_path.rglob("*.ckpt"))
 

@@ -43,9 +43,19 @@ def compiled(tiny_trained, tmp_path_factory, int8_compiled, export_compiled):
     dirs = {"onnx_int8": int8_compiled.manifest_path.parent, "export": export_compiled.manifest_path.parent}
     for backend, sizes in (("onnx", "[1,8]"), ("torchscript", "[1,8]")):
         out = tmp_path_factory.mktemp(f"handler-{backend}")
-        compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}",
-                                                   f"compile={backend}", f"compile.batch_sizes={sizes}",
-                                                   "parity.num_images=16"], out))
+        compile_stage.run(
+            compose_config(
+                "trace",
+                [
+                    "experiment=digits_example",
+                    f"ckpt_path={tiny_trained.best_ckpt}",
+                    f"compile={backend}",
+                    f"compile.batch_sizes={sizes}",
+                    "parity.num_images=16",
+                ],
+                out,
+            )
+        )
         dirs[backend] = out
     return dirs
 
@@ -126,8 +136,9 @@ def test_rgba_and_16bit_inputs_are_served(compiled):
     items = []
     for mode in ("RGBA", "P", "I;16"):
         buf = io.BytesIO()
-        (image.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
-         ).save(buf, format="PNG")
+        (image.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(image).astype(np.uint16) * 257)).save(
+            buf, format="PNG"
+        )
         items.append(buf.getvalue())
     out = service.handle(items, [False] * 3, lambda *a: pytest.fail(f"unexpected error status {a}"))
     assert all(len(r) == 5 for r in out)

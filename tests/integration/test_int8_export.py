@@ -69,11 +69,18 @@ def test_pt2_layout_and_loading_in_a_fresh_process(export_compiled, tmp_path):
     assert any("/data/aotinductor/" in n and n.endswith(".so") for n in names), names
     x = torch.randn(6, 3, 32, 32)
     torch.save(x, tmp_path / "x.pt")
-    code = ("import sys, torch; from torch._inductor import aoti_load_package; "
-            "m = aoti_load_package(sys.argv[1]); y = m(torch.load(sys.argv[2])); "
-            "assert isinstance(y, torch.Tensor), type(y); torch.save(y, sys.argv[3])")
-    proc = subprocess.run([sys.executable, "-c", code, str(export_compiled.artifacts[0]), str(tmp_path / "x.pt"),
-                           str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=300, check=False)
+    code = (
+        "import sys, torch; from torch._inductor import aoti_load_package; "
+        "m = aoti_load_package(sys.argv[1]); y = m(torch.load(sys.argv[2])); "
+        "assert isinstance(y, torch.Tensor), type(y); torch.save(y, sys.argv[3])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(export_compiled.artifacts[0]), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     y = torch.load(tmp_path / "y.pt")
     assert y.shape == (6, 10)
@@ -82,17 +89,28 @@ def test_pt2_layout_and_loading_in_a_fresh_process(export_compiled, tmp_path):
 
 def test_bad_calibration_options_stop_compilation_in_one_line(tiny_trained, tmp_path):
     base = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=onnx_int8"]
-    assert_one_line_error(run_entry("trace_inferentia.py", *base, "compile.calibration_method=kl", cwd=tmp_path),
-                          r"compile.calibration_method=kl is not one of minmax, entropy, percentile")
-    assert_one_line_error(run_entry("trace_inferentia.py", *base, "compile.calibration_images=0", cwd=tmp_path),
-                          r"compile.calibration_images=0 is not valid; give a whole number >= 1")
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", *base, "compile.calibration_method=kl", cwd=tmp_path),
+        r"compile.calibration_method=kl is not one of minmax, entropy, percentile",
+    )
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", *base, "compile.calibration_images=0", cwd=tmp_path),
+        r"compile.calibration_images=0 is not valid; give a whole number >= 1",
+    )
 
 
 def test_missing_compiler_stops_compile_export_in_one_line(tiny_trained, tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler++")
-    assert_one_line_error(run_entry("trace_inferentia.py", "experiment=digits_example",
-                                    f"ckpt_path={tiny_trained.best_ckpt}", "compile=export", cwd=tmp_path),
-                          r"compile=export needs a C\+\+ compiler .*'no-such-compiler\+\+' is not on PATH")
+    assert_one_line_error(
+        run_entry(
+            "trace_inferentia.py",
+            "experiment=digits_example",
+            f"ckpt_path={tiny_trained.best_ckpt}",
+            "compile=export",
+            cwd=tmp_path,
+        ),
+        r"compile=export needs a C\+\+ compiler .*'no-such-compiler\+\+' is not on PATH",
+    )
 
 
 def test_accuracy_guard_fails_compilation_clearly(tiny_trained, tmp_path):
@@ -101,10 +119,19 @@ def test_accuracy_guard_fails_compilation_clearly(tiny_trained, tmp_path):
     from infkit.errors import InfkitError
     from infkit.utils.compose import compose_config
 
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript",
-                 "parity.num_images=8", "parity.accuracy_images=20", "parity.max_accuracy_drop=-1.01"]
-    with pytest.raises(InfkitError, match=r"torchscript artifact loses 0\.00 points of test accuracy .* on 20 test "
-                                          r"images; limit -101\.00 points"):
+    overrides = [
+        "experiment=digits_example",
+        f"ckpt_path={tiny_trained.best_ckpt}",
+        "compile=torchscript",
+        "parity.num_images=8",
+        "parity.accuracy_images=20",
+        "parity.max_accuracy_drop=-1.01",
+    ]
+    with pytest.raises(
+        InfkitError,
+        match=r"torchscript artifact loses 0\.00 points of test accuracy .* on 20 test "
+        r"images; limit -101\.00 points",
+    ):
         compile_stage.run(compose_config("trace", overrides, tmp_path))
     acc = json.loads((tmp_path / "manifest.json").read_text())["accuracy"]
     assert acc["passed"] is False and acc["images"] == 20 and acc["drop"] == 0

@@ -4,6 +4,7 @@ schedule, sweeps, Ctrl-C, client processes, and the same load from `hey` beside 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import queue
 import signal
@@ -26,11 +27,25 @@ def _bench(running_server, tmp_path, *extra):
     srv = running_server["server"]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"this is not an image")
-    images = sorted((ROOT / "tests/resources/digits").glob("*.png"))[:3] + [bad]
+    images = [*sorted((ROOT / "tests/resources/digits").glob("*.png"))[:3], bad]
     url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    argv = ["--url", url, "--images", *map(str, images), "--warmup", "0", "--interval", "1",
-            "--metrics-url", f"http://127.0.0.1:{srv.metrics_port}/metrics",
-            "--key-file", running_server["state"]["key_file"], "--out", str(tmp_path / "bench"), *extra]
+    argv = [
+        "--url",
+        url,
+        "--images",
+        *map(str, images),
+        "--warmup",
+        "0",
+        "--interval",
+        "1",
+        "--metrics-url",
+        f"http://127.0.0.1:{srv.metrics_port}/metrics",
+        "--key-file",
+        running_server["state"]["key_file"],
+        "--out",
+        str(tmp_path / "bench"),
+        *extra,
+    ]
     assert bench_main(argv) == 0
     (run_dir,) = (tmp_path / "bench").iterdir()
     return json.loads((run_dir / "results.json").read_text()), run_dir
@@ -61,14 +76,26 @@ def test_open_loop_follows_its_schedule(running_server, tmp_path):
     # the schedule itself: one intended send every 50 ms, whatever the server did; latency counts from it
     rows = list(csv.DictReader((run_dir / "requests.csv").open()))
     intended = sorted(float(r["intended"]) for r in rows)
-    gaps = [b - a for a, b in zip(intended, intended[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(intended)]
     assert len(gaps) == 39 and max(abs(g - 0.05) for g in gaps) < 1e-6
     assert all(float(r["latency"]) >= float(r["end"]) - float(r["start"]) - 1e-9 for r in rows)
 
 
 def test_sweep_writes_one_row_per_level(running_server, tmp_path):
-    doc, run_dir = _bench(running_server, tmp_path, "--sweep", "1,2", "--duration", "6", "--window", "1",
-                          "--stable-windows", "2", "--tolerance", "5")
+    doc, run_dir = _bench(
+        running_server,
+        tmp_path,
+        "--sweep",
+        "1,2",
+        "--duration",
+        "6",
+        "--window",
+        "1",
+        "--stable-windows",
+        "2",
+        "--tolerance",
+        "5",
+    )
     assert [lv["level"] for lv in doc["levels"]] == [1, 2]
     assert all("windows within" in lv["stopped_by"] for lv in doc["levels"])
     for lv in doc["levels"]:
@@ -81,11 +108,31 @@ def test_sweep_writes_one_row_per_level(running_server, tmp_path):
 def test_ctrl_c_stops_cleanly_and_writes_results(running_server, tmp_path):
     srv = running_server["server"]
     url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "src/utils/benchmark.py"), "--url", url, "--num_thread", "2",
-                             "--warmup", "0", "--duration", "60", "--interval", "1", "--key-file",
-                             running_server["state"]["key_file"], "--metrics-url", "none",
-                             "--out", str(tmp_path / "bench")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "src/utils/benchmark.py"),
+            "--url",
+            url,
+            "--num_thread",
+            "2",
+            "--warmup",
+            "0",
+            "--duration",
+            "60",
+            "--interval",
+            "1",
+            "--key-file",
+            running_server["state"]["key_file"],
+            "--metrics-url",
+            "none",
+            "--out",
+            str(tmp_path / "bench"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True)
     reader.start()
@@ -122,9 +169,21 @@ def _hey(url: str, token: str | None, body: Path, clients: int, seconds: float) 
     import re
     import shutil
 
-    cmd = [shutil.which("hey"), "-z", f"{seconds:g}s", "-c", str(clients), "-m", "POST", "-T",
-           "application/octet-stream", "-D", str(body), *(["-H", f"Authorization: Bearer {token}"] if token else []),
-           url]
+    cmd = [
+        shutil.which("hey"),
+        "-z",
+        f"{seconds:g}s",
+        "-c",
+        str(clients),
+        "-m",
+        "POST",
+        "-T",
+        "application/octet-stream",
+        "-D",
+        str(body),
+        *(["-H", f"Authorization: Bearer {token}"] if token else []),
+        url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
     return {"throughput_rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "statuses": statuses}
@@ -152,18 +211,42 @@ def test_our_client_beside_hey(running_server, tmp_path, capsys):
     assert hey["statuses"] and set(hey["statuses"]) == {200}, hey
     assert after["ts_inference_requests_total"] - before["ts_inference_requests_total"] == sum(hey["statuses"].values())
     out = tmp_path / "bench"
-    args = ["--url", url, "--images", str(image), "--num_thread", str(clients), "--warmup", "1", "--duration",
-            str(seconds), "--interval", str(seconds), "--metrics-url", metrics, "--key-file",
-            str(running_server["state"]["key_file"]), "--out", str(out)]
-    proc = subprocess.run([sys.executable, str(ROOT / "src/utils/benchmark.py"), *args], capture_output=True,
-                          text=True, timeout=300, check=False)
+    args = [
+        "--url",
+        url,
+        "--images",
+        str(image),
+        "--num_thread",
+        str(clients),
+        "--warmup",
+        "1",
+        "--duration",
+        str(seconds),
+        "--interval",
+        str(seconds),
+        "--metrics-url",
+        metrics,
+        "--key-file",
+        str(running_server["state"]["key_file"]),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src/utils/benchmark.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (level,) = json.loads(next(out.iterdir()).joinpath("results.json").read_text())["levels"]
     ours, client = level["summary"], level["client"]
     # TorchServe counts the warm-up's requests too: all the client sent
     assert ours["errors"] == 0 and level["server"]["requests"] == level["sent_including_warmup"] > ours["requests"] > 0
     with capsys.disabled():
-        print(f"\n{clients} clients, {seconds} s each on the same server: hey {hey['throughput_rps']:.1f} req/s, "
-              f"ours {ours['throughput_rps']:.1f} req/s (ratio {ours['throughput_rps'] / hey['throughput_rps']:.2f}); "
-              f"our client used {client['cpu_util']:.0%} of {client['usable_cores']} cores, "
-              f"{client['cpu_ms_per_request']:.2f} ms CPU per request")
+        print(
+            f"\n{clients} clients, {seconds} s each on the same server: hey {hey['throughput_rps']:.1f} req/s, "
+            f"ours {ours['throughput_rps']:.1f} req/s (ratio {ours['throughput_rps'] / hey['throughput_rps']:.2f}); "
+            f"our client used {client['cpu_util']:.0%} of {client['usable_cores']} cores, "
+            f"{client['cpu_ms_per_request']:.2f} ms CPU per request"
+        )

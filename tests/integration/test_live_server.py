@@ -16,15 +16,20 @@ from tests.helpers.run_if import run_if
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
 # the exact backends take the whole live suite; int8 and AOTInductor artifacts of the same model the requests that
 # go through the model (the rest of the suite is the handler's, the same code for every backend)
-SUITE = {"onnx": None, "torchscript": None, "onnx_int8": "inference or original or grpc or batch",
-         "export": "inference or original or grpc or batch"}
+SUITE = {
+    "onnx": None,
+    "torchscript": None,
+    "onnx_int8": "inference or original or grpc or batch",
+    "export": "inference or original or grpc or batch",
+}
 
 
 @pytest.mark.parametrize("backend", list(SUITE))
 def test_live_suite_passes(running_server, backend):
     srv = running_server["server"]
-    cmd = live_tests_command(srv, running_server["models"][backend], running_server["state"]["key_file"],
-                             tests_dir=ROOT / "tests/test_serve")
+    cmd = live_tests_command(
+        srv, running_server["models"][backend], running_server["state"]["key_file"], tests_dir=ROOT / "tests/test_serve"
+    )
     if SUITE[backend]:
         cmd += ["-k", SUITE[backend]]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -42,8 +47,9 @@ def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
 
     srv = running_server["server"]
     url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    target = loadgen.Target(url, [p.read_bytes() for p in sample_images("digits")],
-                            inference_token(running_server["state"]["key_file"]))
+    target = loadgen.Target(
+        url, [p.read_bytes() for p in sample_images("digits")], inference_token(running_server["state"]["key_file"])
+    )
     rate = 0.7 * soak.capacity(target, clients=8, seconds=6, echo=lambda _: None)
     result = soak.soak(target, running_server["state_dir"], rate, duration=20, window=10, echo=lambda _: None)
     s = result["summary"]
@@ -65,6 +71,9 @@ def test_dashboard_metrics_are_emitted_by_torchserve(running_server):
     live = exposition_names(text)
     assert TORCHSERVE_METRICS <= live, f"not emitted by TorchServe: {sorted(TORCHSERVE_METRICS - live)}"
     # traffic from the tests above shows up in the counters the scaling signal divides
-    samples = [ln for ln in text.splitlines() if ln.startswith(("ts_inference_requests_total{",
-                                                                "ts_queue_latency_microseconds{"))]
+    samples = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith(("ts_inference_requests_total{", "ts_queue_latency_microseconds{"))
+    ]
     assert samples and all(float(ln.rsplit(" ", 1)[1]) > 0 for ln in samples), samples

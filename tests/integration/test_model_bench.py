@@ -20,9 +20,34 @@ def test_bench_model_table_json_and_plot(tmp_path, capsys):
     """Random weights: every backend but export (its C++ build is tested once, below), int8 calibrated on the
     embedded digits at this input size; no accuracy column without trained weights."""
     cli = load_cli()
-    code = cli.main(["--model", "mobilenetv3_small_050", "--input-size", "3", "32", "32", "--batch-sizes", "1", "2",
-                     "--backends", "torchscript", "onnx", "onnx_int8", "neuron", "--calibration-images", "16",
-                     "--iterations", "5", "--max-seconds", "2", "--threads", "1", "--out", str(tmp_path)])
+    code = cli.main(
+        [
+            "--model",
+            "mobilenetv3_small_050",
+            "--input-size",
+            "3",
+            "32",
+            "32",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--backends",
+            "torchscript",
+            "onnx",
+            "onnx_int8",
+            "neuron",
+            "--calibration-images",
+            "16",
+            "--iterations",
+            "5",
+            "--max-seconds",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     (run_dir,) = tmp_path.iterdir()
     result = json.loads((run_dir / "model_bench.json").read_text())
@@ -45,9 +70,31 @@ def test_bench_model_table_json_and_plot(tmp_path, capsys):
 
 def test_bench_model_from_a_checkpoint_lists_all_five_with_accuracy(tiny_trained, tmp_path):
     cli = load_cli()
-    assert cli.main(["--ckpt", str(tiny_trained.best_ckpt), "--batch-sizes", "1", "4", "--backends", "torchscript",
-                     "onnx", "onnx_int8", "export", "--calibration-images", "32", "--iterations", "3",
-                     "--max-seconds", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            [
+                "--ckpt",
+                str(tiny_trained.best_ckpt),
+                "--batch-sizes",
+                "1",
+                "4",
+                "--backends",
+                "torchscript",
+                "onnx",
+                "onnx_int8",
+                "export",
+                "--calibration-images",
+                "32",
+                "--iterations",
+                "3",
+                "--max-seconds",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     (run_dir,) = tmp_path.iterdir()
     result = json.loads((run_dir / "model_bench.json").read_text())
     assert result["model"] == "resnet18" and result["input_size"] == [3, 32, 32]
@@ -62,13 +109,30 @@ def test_bench_model_from_a_checkpoint_lists_all_five_with_accuracy(tiny_trained
     assert "top-1 % on 270 test-split images" in md
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--calibration-method", "kl"], r"--calibration-method=kl is not one of minmax, entropy, percentile"),
-    (["--calibration-images", "0"], r"--calibration-images=0 is not valid; give a whole number >= 1"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--calibration-method", "kl"], r"--calibration-method=kl is not one of minmax, entropy, percentile"),
+        (["--calibration-images", "0"], r"--calibration-images=0 is not valid; give a whole number >= 1"),
+    ],
+)
 def test_bench_model_bad_calibration_options_are_one_line(tmp_path, flags, message):
     from tests.conftest import run_entry
     from tests.integration.test_cli import assert_one_line_error
 
-    assert_one_line_error(run_entry("bench_model.py", "--model", "resnet18", "--input-size", "3", "32", "32",
-                                    *flags, "--out", str(tmp_path), cwd=tmp_path), message)
+    assert_one_line_error(
+        run_entry(
+            "bench_model.py",
+            "--model",
+            "resnet18",
+            "--input-size",
+            "3",
+            "32",
+            "32",
+            *flags,
+            "--out",
+            str(tmp_path),
+            cwd=tmp_path,
+        ),
+        message,
+    )

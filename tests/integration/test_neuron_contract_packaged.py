@@ -36,15 +36,37 @@ def packaged(tiny_trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("neuronx")
     sdk, uninstall = install()
     try:
-        compiled = compile_stage.run(compose_config("trace", [
-            "experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=neuronx",
-            "compile.batch_sizes=[1,4]", "compile.analyze=true", "parity.num_images=8"], out / "compile"))
+        compiled = compile_stage.run(
+            compose_config(
+                "trace",
+                [
+                    "experiment=digits_example",
+                    f"ckpt_path={tiny_trained.best_ckpt}",
+                    "compile=neuronx",
+                    "compile.batch_sizes=[1,4]",
+                    "compile.analyze=true",
+                    "parity.num_images=8",
+                ],
+                out / "compile",
+            )
+        )
     finally:
         uninstall()
     # 4 workers on an instance said to have 2 NeuronCores (inf2.xlarge): packaging warns, and still packages
-    package = package_stage.run(compose_config("package", [
-        f"artifact_dir={out / 'compile'}", f"model_store={out / 'store'}", "model_name=digits_neuronx",
-        "serve.model.minWorkers=4", "serve.model.maxWorkers=4", "serve.neuron.cores=2"], out))
+    package = package_stage.run(
+        compose_config(
+            "package",
+            [
+                f"artifact_dir={out / 'compile'}",
+                f"model_store={out / 'store'}",
+                "model_name=digits_neuronx",
+                "serve.model.minWorkers=4",
+                "serve.model.maxWorkers=4",
+                "serve.neuron.cores=2",
+            ],
+            out,
+        )
+    )
     model_dir = out / "model_dir"
     with zipfile.ZipFile(package.mar) as mar:  # what TorchServe does with a .mar before starting workers
         mar.extractall(model_dir)
@@ -75,9 +97,15 @@ def test_four_workers_each_set_one_core_before_the_sdk_import(packaged):
     env = {k: v for k, v in os.environ.items() if k not in (NUM, VISIBLE)}
 
     def worker(_):
-        proc = subprocess.run([sys.executable, "-m", "tests.recording_neuron_sdk.worker", str(packaged["model_dir"]),
-                               str(IMAGE)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.recording_neuron_sdk.worker", str(packaged["model_dir"]), str(IMAGE)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -27,9 +27,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
 @pytest.fixture(scope="module")
 def compiled(tiny_trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    compile_stage.run(compose_config("trace", ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}",
-                                               "compile=onnx", "parity.num_images=8", "parity.min_top1_agreement=0"],
-                                     out))
+    compile_stage.run(
+        compose_config(
+            "trace",
+            [
+                "experiment=digits_example",
+                f"ckpt_path={tiny_trained.best_ckpt}",
+                "compile=onnx",
+                "parity.num_images=8",
+                "parity.min_top1_agreement=0",
+            ],
+            out,
+        )
+    )
     return out
 
 
@@ -42,8 +52,9 @@ def archive(compiled: Path, store: Path, name: str, tamper: bool = False) -> Pat
         artifact = src / "digits_resnet18.onnx"
         artifact.write_bytes(artifact.read_bytes() + b"\0")  # the manifest's sha256 no longer matches
     store.mkdir(exist_ok=True)
-    subprocess.run(archiver_command(name, "1.0", src, mf.read(src), model_config_file(), store), check=True,
-                   capture_output=True)
+    subprocess.run(
+        archiver_command(name, "1.0", src, mf.read(src), model_config_file(), store), check=True, capture_output=True
+    )
     return store / f"{name}.mar"
 
 
@@ -79,8 +90,12 @@ def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(compil
         assert "sha256" in state["failed"]["tampered"]
         assert any("truncated.mar" in line for line in said) and any("tampered.mar" in line for line in said)
         image = sample_images("digits")[0]
-        r = requests.post(f"{srv.urls()['inference']}/predictions/good", data=image.read_bytes(),
-                          headers=auth_header(inference_token(state_dir / "key_file.json")), timeout=60)
+        r = requests.post(
+            f"{srv.urls()['inference']}/predictions/good",
+            data=image.read_bytes(),
+            headers=auth_header(inference_token(state_dir / "key_file.json")),
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         info = server.status(state_dir)
         assert info["running"] and info["workers"] == {"good": ["READY"]}

@@ -14,8 +14,9 @@ from infkit.utils.compose import compose_config
 
 # exact backends that compile in seconds; onnx_int8 (numbers change) and export (minutes of C++) are tested once
 # per session on the trained digits model in test_int8_export.py
-LOCAL_BACKENDS = [name for name in BACKENDS
-                  if name not in ("onnx_int8", "export") and get_backend(name).unavailable_reason() is None]
+LOCAL_BACKENDS = [
+    name for name in BACKENDS if name not in ("onnx_int8", "export") and get_backend(name).unavailable_reason() is None
+]
 
 
 @pytest.mark.slow
@@ -32,8 +33,13 @@ def test_tiny_training_writes_checkpoint_and_metrics(tiny_trained):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
 def test_compile_backend_matches_eager(backend, tiny_trained, tmp_path):
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", f"compile={backend}",
-                 "compile.batch_sizes=[1,3,8]", "parity.num_images=40"]
+    overrides = [
+        "experiment=digits_example",
+        f"ckpt_path={tiny_trained.best_ckpt}",
+        f"compile={backend}",
+        "compile.batch_sizes=[1,3,8]",
+        "parity.num_images=40",
+    ]
     result = compile_stage.run(compose_config("trace", overrides, tmp_path))
     m = mf.read(result.manifest_path)
     assert m["backend"] == backend and m["model_name"] == "resnet18"
@@ -61,8 +67,12 @@ def test_compile_backend_matches_eager(backend, tiny_trained, tmp_path):
 
 @pytest.mark.slow
 def test_artifact_tampering_is_caught(tiny_trained, tmp_path):
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=onnx",
-                 "parity.num_images=8"]
+    overrides = [
+        "experiment=digits_example",
+        f"ckpt_path={tiny_trained.best_ckpt}",
+        "compile=onnx",
+        "parity.num_images=8",
+    ]
     result = compile_stage.run(compose_config("trace", overrides, tmp_path))
     with open(result.artifacts[0], "ab") as f:
         f.write(b"\0")
@@ -73,8 +83,13 @@ def test_artifact_tampering_is_caught(tiny_trained, tmp_path):
 @pytest.mark.slow
 def test_parity_threshold_fails_compilation_clearly(tiny_trained, tmp_path):
     # agreement can never exceed 100 %: a threshold above it must stop compilation with the numbers
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript",
-                 "parity.num_images=8", "parity.min_top1_agreement=1.01"]
+    overrides = [
+        "experiment=digits_example",
+        f"ckpt_path={tiny_trained.best_ckpt}",
+        "compile=torchscript",
+        "parity.num_images=8",
+        "parity.min_top1_agreement=1.01",
+    ]
     with pytest.raises(InfkitError, match=r"agrees with the eager model on only 100\.0 %"):
         compile_stage.run(compose_config("trace", overrides, tmp_path))
     assert json.loads((tmp_path / "manifest.json").read_text())["parity"]["passed"] is False
@@ -90,8 +105,13 @@ def test_digits_example_reaches_the_accuracy_bar(digits_trained):
 @pytest.mark.slow
 def test_torchscript_forced_optimize_for_inference_still_gives_a_loadable_artifact(tiny_trained, tmp_path):
     """optimize_for_inference can produce modules that do not reload (seen at 224x224): never ship one."""
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript",
-                 "compile.optimize_for_inference=true", "parity.num_images=16"]
+    overrides = [
+        "experiment=digits_example",
+        f"ckpt_path={tiny_trained.best_ckpt}",
+        "compile=torchscript",
+        "compile.optimize_for_inference=true",
+        "parity.num_images=16",
+    ]
     result = compile_stage.run(compose_config("trace", overrides, tmp_path))
     fn = get_backend("torchscript").load(result.artifacts[0])
     assert fn(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -30,13 +30,26 @@ MODULES = ("torch_neuron", "torch_neuronx", "torch_xla", "torch_xla.core", "torc
 
 #: torch_neuron.trace's documented keywords (archive/torch-neuron/api-compilation-python-api.rst); others go to
 #: torch.jit.trace
-TORCH_NEURON_TRACE_KEYWORDS = {"compiler_args", "compiler_timeout", "compiler_workdir", "subgraph_builder_function",
-                               "minimum_segment_size", "single_fusion_ratio_threshold", "fallback",
-                               "dynamic_batch_size", "optimizations", "separate_weights"}
+TORCH_NEURON_TRACE_KEYWORDS = {
+    "compiler_args",
+    "compiler_timeout",
+    "compiler_workdir",
+    "subgraph_builder_function",
+    "minimum_segment_size",
+    "single_fusion_ratio_threshold",
+    "fallback",
+    "dynamic_batch_size",
+    "optimizations",
+    "separate_weights",
+}
 
-FULL_SUPPORT = {"torch_neuronx_version": "stand-in", "neuronx_cc_version": "stand-in",
-                "support_percentage": "100.00%", "supported_operators": {"aten::_convolution": 20, "aten::relu": 17},
-                "unsupported_operators": []}
+FULL_SUPPORT = {
+    "torch_neuronx_version": "stand-in",
+    "neuronx_cc_version": "stand-in",
+    "support_percentage": "100.00%",
+    "supported_operators": {"aten::_convolution": 20, "aten::relu": 17},
+    "unsupported_operators": [],
+}
 
 
 def env_now() -> dict[str, str | None]:
@@ -82,19 +95,44 @@ class RecordingNeuronSDK:
         importlib.import_module("torch_xla.core.xla_model")  # the real torch-neuronx pulls torch_xla in
         m = ModuleType("torch_neuronx")
 
-        def trace(func, example_inputs, *_, input_output_aliases={}, compiler_workdir=None, compiler_args=None,  # noqa: B006
-                  partitioner_config=None, inline_weights_to_neff=True, cpu_backend=False):
+        def trace(
+            func,
+            example_inputs,
+            *_,
+            input_output_aliases=None,
+            compiler_workdir=None,
+            compiler_args=None,
+            partitioner_config=None,
+            inline_weights_to_neff=True,
+            cpu_backend=False,
+        ):
+            if input_output_aliases is None:
+                input_output_aliases = {}
             if _:
                 raise TypeError("torch_neuronx.trace: keyword arguments passed positionally")
-            sdk.record("torch_neuronx.trace", func, example_inputs, input_output_aliases=input_output_aliases,
-                       compiler_workdir=compiler_workdir, compiler_args=compiler_args,
-                       partitioner_config=partitioner_config, inline_weights_to_neff=inline_weights_to_neff,
-                       cpu_backend=cpu_backend)
+            sdk.record(
+                "torch_neuronx.trace",
+                func,
+                example_inputs,
+                input_output_aliases=input_output_aliases,
+                compiler_workdir=compiler_workdir,
+                compiler_args=compiler_args,
+                partitioner_config=partitioner_config,
+                inline_weights_to_neff=inline_weights_to_neff,
+                cpu_backend=cpu_backend,
+            )
             with torch.no_grad():
                 return torch.jit.trace(func, _tensors(example_inputs))
 
-        def analyze(func, example_inputs, compiler_workdir=None, additional_ignored_ops=None, max_workers=4,
-                    is_hf_transformers=False, cleanup=False):
+        def analyze(
+            func,
+            example_inputs,
+            compiler_workdir=None,
+            additional_ignored_ops=None,
+            max_workers=4,
+            is_hf_transformers=False,
+            cleanup=False,
+        ):
             sdk.record("torch_neuronx.analyze", func, example_inputs, compiler_workdir=compiler_workdir)
             _tensors(example_inputs)
             return copy.deepcopy(sdk.analysis)
@@ -107,15 +145,32 @@ class RecordingNeuronSDK:
             sdk.record("torch_neuronx.move_trace_to_device", trace, device_id)
 
         class PartitionerConfig:
-            def __init__(self, *, trace_kwargs=None, model_support_percentage_threshold=0.5, min_subgraph_size=-1,
-                         max_subgraph_count=-1, ops_to_partition=None, analyze_parameters=None):
-                sdk.record("torch_neuronx.PartitionerConfig", trace_kwargs=trace_kwargs,
-                           model_support_percentage_threshold=model_support_percentage_threshold)
+            def __init__(
+                self,
+                *,
+                trace_kwargs=None,
+                model_support_percentage_threshold=0.5,
+                min_subgraph_size=-1,
+                max_subgraph_count=-1,
+                ops_to_partition=None,
+                analyze_parameters=None,
+            ):
+                sdk.record(
+                    "torch_neuronx.PartitionerConfig",
+                    trace_kwargs=trace_kwargs,
+                    model_support_percentage_threshold=model_support_percentage_threshold,
+                )
 
         class DataParallel(_DataParallel):
             def __init__(self, model, device_ids=None, dim=0, set_dynamic_batching=True):
-                super().__init__(sdk, "torch_neuronx.DataParallel", model, device_ids=device_ids, dim=dim,
-                                 set_dynamic_batching=set_dynamic_batching)
+                super().__init__(
+                    sdk,
+                    "torch_neuronx.DataParallel",
+                    model,
+                    device_ids=device_ids,
+                    dim=dim,
+                    set_dynamic_batching=set_dynamic_batching,
+                )
 
         for obj in (trace, analyze, dynamic_batch, move_trace_to_device, PartitionerConfig, DataParallel):
             setattr(m, obj.__name__, obj)
@@ -160,9 +215,11 @@ class RecordingNeuronSDK:
         sdk = self
         m = ModuleType(name)
         if name == "torch_xla.core.xla_model":
+
             def xla_device(*args, **kwargs):
                 sdk.record("xm.xla_device", *args, **kwargs)
                 raise RuntimeError("stand-in: no XLA device (infkit must keep tensors on the CPU)")
+
             m.xla_device = xla_device
         else:
             m.__path__ = []  # a package, so that its submodules import

@@ -42,8 +42,12 @@ def main(model_dir: Path, image: Path) -> dict:
         answer = handler.handle([{"body": image.read_bytes()}] * 3, context)
     finally:
         uninstall()
-    return {"imports": sdk.imports, "calls": [[c.name, c.env] for c in sdk.calls], "answer": answer,
-            "min_workers": context.model_yaml_config["minWorkers"]}
+    return {
+        "imports": sdk.imports,
+        "calls": [[c.name, c.env] for c in sdk.calls],
+        "answer": answer,
+        "min_workers": context.model_yaml_config["minWorkers"],
+    }
 
 
 if __name__ == "__main__":

@@ -32,11 +32,15 @@ def test_explanation_of_a_requested_target(live):
 
 
 def test_metrics_endpoint_counts_this_model(live):
-    requests.post(f"{live.inference}/predictions/{live.model}", data=live.images[0].read_bytes(),
-                  headers=live.headers, timeout=60).raise_for_status()
+    requests.post(
+        f"{live.inference}/predictions/{live.model}", data=live.images[0].read_bytes(), headers=live.headers, timeout=60
+    ).raise_for_status()
     text = requests.get(live.metrics, timeout=30).text
-    counters = [line for line in text.splitlines()
-                if line.startswith("ts_inference_requests_total") and f'model_name="{live.model}"' in line]
+    counters = [
+        line
+        for line in text.splitlines()
+        if line.startswith("ts_inference_requests_total") and f'model_name="{live.model}"' in line
+    ]
     assert counters and float(counters[0].rsplit(" ", 1)[1]) >= 1
 
 
@@ -50,10 +54,35 @@ def test_explain_command_writes_side_by_side_png(live, tmp_path):
     key_file = tmp_path / "key_file.json"
     key_file.write_text(json.dumps({"inference": {"key": live.token}} if live.token else {}))
     out = tmp_path / "overlay.png"
-    code = cli.main(["--url", live.inference, "--model", live.model, "--image", str(live.images[0]),
-                     "--key-file", str(key_file), "--out", str(out)])
+    code = cli.main(
+        [
+            "--url",
+            live.inference,
+            "--model",
+            live.model,
+            "--image",
+            str(live.images[0]),
+            "--key-file",
+            str(key_file),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and out.is_file()
     width, height = Image.open(out).size
     assert width > height > 200  # two panels side by side
-    assert cli.main(["--url", live.inference, "--model", live.model, "--image", str(tmp_path / "missing.png"),
-                     "--key-file", str(key_file)]) == 2
+    assert (
+        cli.main(
+            [
+                "--url",
+                live.inference,
+                "--model",
+                live.model,
+                "--image",
+                str(tmp_path / "missing.png"),
+                "--key-file",
+                str(key_file),
+            ]
+        )
+        == 2
+    )

@@ -10,8 +10,9 @@ from tests.test_serve.conftest import label_of
 
 
 def predict(live, data=None, headers=None):
-    return requests.post(f"{live.inference}/predictions/{live.model}", data=data,
-                         headers={**live.headers, **(headers or {})}, timeout=60)
+    return requests.post(
+        f"{live.inference}/predictions/{live.model}", data=data, headers={**live.headers, **(headers or {})}, timeout=60
+    )
 
 
 def test_serve_inference(live):
@@ -22,8 +23,11 @@ def test_serve_inference(live):
         assert r.status_code == 200, r.text
         response = r.json()
         top = next(iter(response))
-        print(f"Testing image: {path}\nResponse: {response}\nPredicted label: {top} and Confidence: {response[top]}\n"
-              + "=" * 70 + "\n")
+        print(
+            f"Testing image: {path}\nResponse: {response}\nPredicted label: {top} and Confidence: {response[top]}\n"
+            + "=" * 70
+            + "\n"
+        )
         probs = list(response.values())
         # the top 5 (the model knows at least the classes of the test images, one image per class)
         assert len(response) == 5 if classes >= 5 else len(response) >= classes, response
@@ -37,10 +41,17 @@ def test_serve_inference(live):
 def test_multipart_and_json_base64_give_the_same_answer(live):
     path = live.images[0]
     raw = predict(live, path.read_bytes()).json()
-    multipart = requests.post(f"{live.inference}/predictions/{live.model}", files={"data": path.read_bytes()},
-                              headers=live.headers, timeout=60).json()
-    as_json = predict(live, json.dumps({"data": base64.b64encode(path.read_bytes()).decode()}),
-                      headers={"Content-Type": "application/json"}).json()
+    multipart = requests.post(
+        f"{live.inference}/predictions/{live.model}",
+        files={"data": path.read_bytes()},
+        headers=live.headers,
+        timeout=60,
+    ).json()
+    as_json = predict(
+        live,
+        json.dumps({"data": base64.b64encode(path.read_bytes()).decode()}),
+        headers={"Content-Type": "application/json"},
+    ).json()
     assert next(iter(raw)) == next(iter(multipart)) == next(iter(as_json)) == label_of(path)
 
 
@@ -70,8 +81,9 @@ def test_request_without_token_is_refused(live):
 
         pytest.skip("the server runs without token authorization")
     for headers in ({}, {"Authorization": "Bearer not-the-key"}):
-        r = requests.post(f"{live.inference}/predictions/{live.model}", data=live.images[0].read_bytes(),
-                          headers=headers, timeout=30)
+        r = requests.post(
+            f"{live.inference}/predictions/{live.model}", data=live.images[0].read_bytes(), headers=headers, timeout=30
+        )
         # TorchServe answers a missing or wrong token with 400 InvalidKeyException
         assert 400 <= r.status_code < 500 and "Token Authorization failed" in r.text, r.text
 
@@ -81,10 +93,11 @@ def test_original_request_shape_and_label_rule(live):
     /predictions/<model>/1.0, the expected label read as `image.stem[2:]`."""
     for image in live.images:
         with open(image, "rb") as f:
-            res = requests.post(f"{live.inference}/predictions/{live.model}/1.0", files={"data": f},
-                                headers=live.headers, timeout=60)
+            res = requests.post(
+                f"{live.inference}/predictions/{live.model}/1.0", files={"data": f}, headers=live.headers, timeout=60
+            )
         top_output = res.json()
-        assert list(top_output.keys())[0] == image.stem[2:], (image.name, top_output)
+        assert next(iter(top_output.keys())) == image.stem[2:], (image.name, top_output)
 
 
 def noise_png(side: int) -> bytes:

@@ -128,8 +128,9 @@ def test_processes_merge_every_record_and_report_their_cpu(tiny_server, tmp_path
 @pytest.mark.parametrize("arrivals", ["constant", "poisson"])
 def test_open_loop_keeps_one_schedule_across_processes(tiny_server, arrivals):
     target = loadgen.Target(tiny_server.url, [b"x"], timeout=10)
-    spec = LevelSpec(mode="open", level=40, warmup=0.25, max_duration=1.0, interval=10, arrivals=arrivals,
-                     workers=4, processes=2)
+    spec = LevelSpec(
+        mode="open", level=40, warmup=0.25, max_duration=1.0, interval=10, arrivals=arrivals, workers=4, processes=2
+    )
     result = run_level(target, spec, echo=lambda _: None)
     records = result["records"]
     at = loadgen.schedule(40, arrivals)
@@ -173,11 +174,36 @@ def test_ctrl_c_from_a_terminal_stops_the_command_and_writes_what_was_measured(t
     runs in a new session, so nothing else is signalled). Its client processes keep their own groups."""
     image = tmp_path / "x.bin"
     image.write_bytes(b"x")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "src/utils/benchmark.py"), "--url", tiny_server.url,
-                             "--images", str(image), "--num_thread", "4", "--processes", "2", "--warmup", "0",
-                             "--duration", "60", "--interval", "0.5", "--token", "k", "--metrics-url", "none",
-                             "--out", str(tmp_path / "bench")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "src/utils/benchmark.py"),
+            "--url",
+            tiny_server.url,
+            "--images",
+            str(image),
+            "--num_thread",
+            "4",
+            "--processes",
+            "2",
+            "--warmup",
+            "0",
+            "--duration",
+            "60",
+            "--interval",
+            "0.5",
+            "--token",
+            "k",
+            "--metrics-url",
+            "none",
+            "--out",
+            str(tmp_path / "bench"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 90
     for line in proc.stdout:
         if line.startswith("pid ") or time.monotonic() > deadline:
@@ -196,9 +222,11 @@ def test_ctrl_c_from_a_terminal_stops_the_command_and_writes_what_was_measured(t
 def test_bad_process_counts_and_limits_are_one_line_errors(capsys):
     from infkit.cli import bench as cli
 
-    for flag, value, said in (("--processes", "0", "give a number of processes >= 1, or auto"),
-                              ("--processes", "many", "give a number of processes >= 1, or auto"),
-                              ("--client-cpu-limit", "1.5", "give a fraction in (0, 1]")):
+    for flag, value, said in (
+        ("--processes", "0", "give a number of processes >= 1, or auto"),
+        ("--processes", "many", "give a number of processes >= 1, or auto"),
+        ("--client-cpu-limit", "1.5", "give a fraction in (0, 1]"),
+    ):
         with pytest.raises(SystemExit) as stop:
             cli.main(["--url", "http://127.0.0.1:9/predictions/x", flag, value])
         assert stop.value.code == 2

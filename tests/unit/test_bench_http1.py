@@ -15,7 +15,7 @@ from infkit.bench.http1 import Connection
 ANSWERS = {
     "/length": b"HTTP/1.1 200 \r\ncontent-length: 5\r\n\r\nhello",  # TorchServe leaves the reason phrase empty
     "/chunked": b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\n"
-                b"Trailer: 1\r\n\r\n",
+    b"Trailer: 1\r\n\r\n",
     "/interim": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 415 Unsupported Media Type\r\nContent-Length: 2\r\n\r\nno",
     "/empty": b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
     "/close": b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbusy",
@@ -53,8 +53,7 @@ def conn_to(server, path: str) -> Connection:
     return Connection(f"http://127.0.0.1:{server.server_address[1]}{path}", {"Authorization": "Bearer k"}, 5.0)
 
 
-@pytest.mark.parametrize(("path", "status"), [("/length", 200), ("/chunked", 201), ("/interim", 415),
-                                              ("/empty", 204)])
+@pytest.mark.parametrize(("path", "status"), [("/length", 200), ("/chunked", 201), ("/interim", 415), ("/empty", 204)])
 def test_answers_are_read_whole_and_the_connection_is_kept(server, path, status):
     conn = conn_to(server, path)
     assert [conn.post(b"abc"), conn.post(b"defg"), conn.post(b"abc")] == [status] * 3

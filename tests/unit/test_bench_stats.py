@@ -24,8 +24,11 @@ def test_latency_counts_from_the_intended_send_time():
 
 
 def test_summary_counts_every_status_and_skips_warmup():
-    recs = [Record(0, 0, 0.1, 200, warmup=True)] + [Record(i, i, i + 0.01 * (i + 1), 200) for i in range(8)] + \
-           [Record(9, 9, 9.5, 415), Record(10, 10, 10.2, 0)]
+    recs = (
+        [Record(0, 0, 0.1, 200, warmup=True)]
+        + [Record(i, i, i + 0.01 * (i + 1), 200) for i in range(8)]
+        + [Record(9, 9, 9.5, 415), Record(10, 10, 10.2, 0)]
+    )
     s = summarize(recs, duration=10.0)
     assert s["requests"] == 10 and s["ok"] == 8 and s["errors"] == 2
     assert s["errors_by_status"] == {"0": 1, "415": 1}
@@ -47,7 +50,7 @@ def test_windows_and_stability():
     same = [{"throughput_rps": 10.0, "p50": 0.01}] * 3
     assert stable(same, 3, 0.1)
     assert not stable(same[:2], 3, 0.1)
-    assert not stable(same[:2] + [{"throughput_rps": 20.0, "p50": 0.01}], 3, 0.1)
+    assert not stable([*same[:2], {"throughput_rps": 20.0, "p50": 0.01}], 3, 0.1)
     assert not stable([{"throughput_rps": 0.0, "p50": math.nan}] * 3, 3, 0.1)
 
 
@@ -66,10 +69,16 @@ def test_schedules():
 
 def test_prometheus_split_per_model():
     before = promscrape.parse(METRICS, "a")
-    assert before == {"ts_inference_requests_total": 10.0, "ts_queue_latency_microseconds": 5000.0,
-                      "ts_inference_latency_microseconds": 20000.0}
-    after = {"ts_inference_requests_total": 20.0, "ts_queue_latency_microseconds": 15000.0,
-             "ts_inference_latency_microseconds": 60000.0}
+    assert before == {
+        "ts_inference_requests_total": 10.0,
+        "ts_queue_latency_microseconds": 5000.0,
+        "ts_inference_latency_microseconds": 20000.0,
+    }
+    after = {
+        "ts_inference_requests_total": 20.0,
+        "ts_queue_latency_microseconds": 15000.0,
+        "ts_inference_latency_microseconds": 60000.0,
+    }
     split = promscrape.split(before, after)
     assert split == {"requests": 10, "mean_queue_ms": 1.0, "mean_server_ms": 4.0, "mean_processing_ms": 3.0}
     assert promscrape.split(None, after) is None

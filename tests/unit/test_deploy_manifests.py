@@ -41,13 +41,21 @@ def test_every_builtin_kind_is_valid_against_the_kubernetes_schema():
     import kubernetes_validate
 
     checked = []
-    for path, doc in manifests():
+    for _path, doc in manifests():
         if doc["apiVersion"] in BUILTIN_GROUPS:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             checked.append(f"{doc['kind']}/{doc['metadata']['name']}")
-    assert sorted(checked) == sorted(["ConfigMap/infkit-torchserve-config", "ConfigMap/infkit-auth-proxy",
-                                      "Secret/infkit-token-keys", "Service/infkit", "Deployment/infkit-cpu",
-                                      "Deployment/infkit-neuron", "HorizontalPodAutoscaler/infkit-cpu"])
+    assert sorted(checked) == sorted(
+        [
+            "ConfigMap/infkit-torchserve-config",
+            "ConfigMap/infkit-auth-proxy",
+            "Secret/infkit-token-keys",
+            "Service/infkit",
+            "Deployment/infkit-cpu",
+            "Deployment/infkit-neuron",
+            "HorizontalPodAutoscaler/infkit-cpu",
+        ]
+    )
 
 
 def test_the_schema_check_catches_mistakes():
@@ -55,9 +63,11 @@ def test_the_schema_check_catches_mistakes():
     from kubernetes_validate.utils import ValidationError
 
     deployment = one("Deployment", "infkit-cpu")
-    for mutate in (lambda d: d["spec"].update(replicas="two"),
-                   lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagePullPolicy=None, portz=[]),
-                   lambda d: d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].update(periodSecond=5)):
+    for mutate in (
+        lambda d: d["spec"].update(replicas="two"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagePullPolicy=None, portz=[]),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].update(periodSecond=5),
+    ):
         bad = copy.deepcopy(deployment)
         mutate(bad)
         with pytest.raises(ValidationError):
@@ -66,8 +76,16 @@ def test_the_schema_check_catches_mistakes():
 
 def test_every_object_has_a_known_kind():
     kinds = {doc["kind"] for _, doc in manifests()}
-    assert kinds == {"ConfigMap", "Secret", "Service", "Deployment", "HorizontalPodAutoscaler", "ScaledObject",
-                     "ServingRuntime", "InferenceService"}
+    assert kinds == {
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "ScaledObject",
+        "ServingRuntime",
+        "InferenceService",
+    }
 
 
 # -- CRDs: the fields their documentation requires --------------------------------------------------------
@@ -158,9 +176,13 @@ def test_nginx_accepts_the_rendered_proxy_config(tmp_path):
     server = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     server = server.replace("${INFKIT_INFERENCE_KEY}", "a-test-key-of-24-characters")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n"
-                    f"access_log off;\nclient_body_temp_path {tmp_path};\n{server}\n}}\n")
-    proc = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True, check=False)
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n"
+        f"access_log off;\nclient_body_temp_path {tmp_path};\n{server}\n}}\n"
+    )
+    proc = subprocess.run(
+        [nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -17,8 +17,15 @@ from infkit.monitor.schema import parse_report
 from tests.deploy_promql import K8S, ROOT, exposition_names, expressions, metric_names
 
 # the TorchServe metric families the queries use; the live test checks each is in a real server's /metrics
-TORCHSERVE_METRICS = {"ts_inference_requests_total", "ts_inference_latency_microseconds",
-                      "ts_queue_latency_microseconds", "Requests4XX", "Requests5XX", "QueueTime", "PredictionTime"}
+TORCHSERVE_METRICS = {
+    "ts_inference_requests_total",
+    "ts_inference_latency_microseconds",
+    "ts_queue_latency_microseconds",
+    "Requests4XX",
+    "Requests5XX",
+    "QueueTime",
+    "PredictionTime",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +37,21 @@ def exporter_names() -> set[str]:
 
 
 def test_metric_name_extraction_skips_functions_labels_and_keywords():
-    expr = ('sum by (model_name) (rate(ts_x{a="b", c=~"d|e"}[1m])) / on(pod) group_left(node) '
-            'max_over_time(other_metric[5m:15s]) > 0 or vector(1e3)')
+    expr = (
+        'sum by (model_name) (rate(ts_x{a="b", c=~"d|e"}[1m])) / on(pod) group_left(node) '
+        "max_over_time(other_metric[5m:15s]) > 0 or vector(1e3)"
+    )
     assert metric_names(expr) == {"ts_x", "other_metric"}
     assert metric_names('avg(neuroncore_utilization_ratio{runtime_tag="sum"})') == {"neuroncore_utilization_ratio"}
 
 
 def test_exporter_fixture_output_has_the_neuron_metrics(exporter_names):
-    assert {"neuroncore_utilization_ratio", "neuron_runtime_memory_used_bytes", "execution_latency_seconds",
-            "execution_errors_total"} <= exporter_names
+    assert {
+        "neuroncore_utilization_ratio",
+        "neuron_runtime_memory_used_bytes",
+        "execution_latency_seconds",
+        "execution_errors_total",
+    } <= exporter_names
 
 
 def test_every_expression_names_only_emitted_metrics(exporter_names):

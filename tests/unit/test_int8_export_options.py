@@ -21,15 +21,18 @@ def test_default_settings_are_the_fast_pair_on_avx2():
     assert calibration.settings({"calibration_method": "Percentile", "percentile": 99.9}).record()["percentile"] == 99.9
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"calibration_method": "kl"}, r"compile.calibration_method=kl is not one of minmax, entropy, percentile"),
-    ({"calibration_images": 0}, r"compile.calibration_images=0 is not valid; give a whole number >= 1"),
-    ({"calibration_images": "many"}, r"calibration_images=many is not valid"),
-    ({"calibration_images": 2.5}, r"calibration_images=2.5 is not valid"),
-    ({"activation_type": "int4"}, r"activation_type=int4 is not one of uint8, int8"),
-    ({"per_channel": "maybe"}, r"per_channel=maybe is not valid; use true or false"),
-    ({"percentile": 101}, r"percentile=101 is not valid"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"calibration_method": "kl"}, r"compile.calibration_method=kl is not one of minmax, entropy, percentile"),
+        ({"calibration_images": 0}, r"compile.calibration_images=0 is not valid; give a whole number >= 1"),
+        ({"calibration_images": "many"}, r"calibration_images=many is not valid"),
+        ({"calibration_images": 2.5}, r"calibration_images=2.5 is not valid"),
+        ({"activation_type": "int4"}, r"activation_type=int4 is not one of uint8, int8"),
+        ({"per_channel": "maybe"}, r"per_channel=maybe is not valid; use true or false"),
+        ({"percentile": 101}, r"percentile=101 is not valid"),
+    ],
+)
 def test_bad_quantization_options_are_one_line(options, message):
     with pytest.raises(InfkitError, match=message) as err:
         get_backend("onnx_int8").calibration_count(options)
@@ -62,13 +65,16 @@ def test_spinning_setting_is_checked():
         ort_session._setting("sometimes")
 
 
-@pytest.mark.parametrize(("workers", "threads", "cores", "shared"), [
-    (1, 2, 2, True),    # this machine's default: the worker's threads take every core, the frontend shares them
-    (1, 1, 2, False),   # one core left for the frontend
-    (2, 1, 2, True),
-    (2, 3, 8, False),
-    (3, 3, 8, True),
-])
+@pytest.mark.parametrize(
+    ("workers", "threads", "cores", "shared"),
+    [
+        (1, 2, 2, True),  # this machine's default: the worker's threads take every core, the frontend shares them
+        (1, 1, 2, False),  # one core left for the frontend
+        (2, 1, 2, True),
+        (2, 3, 8, False),
+        (3, 3, 8, True),
+    ],
+)
 def test_cores_shared(workers, threads, cores, shared):
     assert cores_shared(workers, threads, cores) is shared
 

@@ -11,9 +11,11 @@ from infkit.model import create_network, load_eager, save_eager
 
 
 def test_serving_modules_do_not_import_lightning():
-    code = ("import sys, infkit.serve.service, infkit.serve.explain, infkit.model; "
-            "bad = sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules); "
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, infkit.serve.service, infkit.serve.explain, infkit.model; "
+        "bad = sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules); "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, f"serving imports {proc.stdout.strip()} {proc.stderr[-500:]}"
 

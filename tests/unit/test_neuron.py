@@ -8,16 +8,18 @@ from infkit.errors import InfkitError
 from tests.helpers.run_if import run_if
 
 
-
-@pytest.mark.parametrize("params, cores", [
-    (3_165_826, 0),      # the original project's simple CNN: no pipelining
-    (9_999_999, 0),      # 0.49...: rounds down
-    (10_000_000, 4),     # 0.5: rounds half up
-    (11_181_642, 4),     # resnet18
-    (25_557_032, 4),     # resnet50 (1.28)
-    (30_000_000, 8),     # 1.5: half up
-    (108_311_810, 20),   # BERT-base (5.4)
-])
+@pytest.mark.parametrize(
+    "params, cores",
+    [
+        (3_165_826, 0),  # the original project's simple CNN: no pipelining
+        (9_999_999, 0),  # 0.49...: rounds down
+        (10_000_000, 4),  # 0.5: rounds half up
+        (11_181_642, 4),  # resnet18
+        (25_557_032, 4),  # resnet50 (1.28)
+        (30_000_000, 8),  # 1.5: half up
+        (108_311_810, 20),  # BERT-base (5.4)
+    ],
+)
 def test_pipeline_core_rule(params, cores):
     assert neuron.pipeline_cores_for(params) == cores
 
@@ -42,11 +44,21 @@ def test_bad_pipeline_cores_names_the_value(bad):
 
 
 def test_fast_math_and_extra_args_in_order():
-    options = {"pipeline_cores": "auto", "fast_math": "fp32-cast-matmul no-fast-relayout",
-               "compiler_args": ["--verbose", 35]}
+    options = {
+        "pipeline_cores": "auto",
+        "fast_math": "fp32-cast-matmul no-fast-relayout",
+        "compiler_args": ["--verbose", 35],
+    }
     args = neuron.compiler_args_for(options, 30_000_000)
-    assert args == ["--neuroncore-pipeline-cores", "8", "--fast-math", "fp32-cast-matmul", "no-fast-relayout",
-                    "--verbose", "35"]
+    assert args == [
+        "--neuroncore-pipeline-cores",
+        "8",
+        "--fast-math",
+        "fp32-cast-matmul",
+        "no-fast-relayout",
+        "--verbose",
+        "35",
+    ]
 
 
 def test_trace_kwargs_carry_dynamic_batch_size():

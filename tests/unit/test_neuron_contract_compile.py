@@ -43,16 +43,27 @@ def test_neuronx_default_config_calls_trace_with_the_documented_defaults(neuron_
     net, x, path, used = compile_with(NeuronxBackend(), tmp_path, config("neuronx"))
     (call,) = neuron_sdk.calls_to("torch_neuronx.trace")
     assert call.args[0] is net and call.args[1] is x  # example passed positionally, as one tensor
-    assert call.kwargs == {"input_output_aliases": {}, "compiler_workdir": None, "compiler_args": None,
-                           "partitioner_config": None, "inline_weights_to_neff": True, "cpu_backend": False}
+    assert call.kwargs == {
+        "input_output_aliases": {},
+        "compiler_workdir": None,
+        "compiler_args": None,
+        "partitioner_config": None,
+        "inline_weights_to_neff": True,
+        "cpu_backend": False,
+    }
     assert not neuron_sdk.calls_to("torch_neuronx.analyze") and not neuron_sdk.calls_to("torch_neuronx.dynamic_batch")
     assert used["fallback"] is False and used["dynamic_batch"] is False and used["compiled_batch_size"] == 1
     assert torch.jit.load(str(path))(x).shape == (1, 10)  # saved with torch.jit.save, reloadable
 
 
 def test_neuronx_every_trace_knob_from_config(neuron_sdk, tmp_path):
-    options = config("neuronx", compiler_args=["--auto-cast", "matmult", "--target", "inf2"],
-                     compiler_workdir=str(tmp_path / "work"), inline_weights_to_neff=False, cpu_backend=True)
+    options = config(
+        "neuronx",
+        compiler_args=["--auto-cast", "matmult", "--target", "inf2"],
+        compiler_workdir=str(tmp_path / "work"),
+        inline_weights_to_neff=False,
+        cpu_backend=True,
+    )
     compile_with(NeuronxBackend(), tmp_path, options)
     (call,) = neuron_sdk.calls_to("torch_neuronx.trace")
     assert call.kwargs["compiler_args"] == ["--auto-cast", "matmult", "--target", "inf2"]
@@ -98,15 +109,23 @@ def test_neuronx_analyze_goes_into_the_options_recorded_in_the_manifest(neuron_s
     assert len(neuron_sdk.calls_to("torch_neuronx.analyze")) == 1  # once per model, not once per batch size
 
 
-UNSUPPORTED = {"support_percentage": "97.50%", "supported_operators": {"aten::relu": 3},
-               "unsupported_operators": [{"kind": "aten::fft_fft", "failureAt": "neuronx-cc", "call": "x.py(6)"},
-                                         {"kind": "aten::nonzero", "failureAt": "Lowering to HLO"}]}
+UNSUPPORTED = {
+    "support_percentage": "97.50%",
+    "supported_operators": {"aten::relu": 3},
+    "unsupported_operators": [
+        {"kind": "aten::fft_fft", "failureAt": "neuronx-cc", "call": "x.py(6)"},
+        {"kind": "aten::nonzero", "failureAt": "Lowering to HLO"},
+    ],
+}
 
 
 def test_neuronx_analyze_below_100_percent_stops_before_tracing_with_the_list(neuron_sdk, tmp_path):
     neuron_sdk.analysis = UNSUPPORTED
-    with pytest.raises(InfkitError, match=r"97\.50 %.*aten::fft_fft \(neuronx-cc\), aten::nonzero \(Lowering to HLO\)"
-                                          r".*compile\.fallback=true"):
+    with pytest.raises(
+        InfkitError,
+        match=r"97\.50 %.*aten::fft_fft \(neuronx-cc\), aten::nonzero \(Lowering to HLO\)"
+        r".*compile\.fallback=true",
+    ):
         compile_with(NeuronxBackend(), tmp_path, config("neuronx", analyze=True))
     assert not neuron_sdk.calls_to("torch_neuronx.trace")
 
@@ -114,8 +133,10 @@ def test_neuronx_analyze_below_100_percent_stops_before_tracing_with_the_list(ne
 def test_neuronx_analyze_below_100_percent_with_fallback_traces_and_records_the_list(neuron_sdk, tmp_path):
     neuron_sdk.analysis = UNSUPPORTED
     *_, used = compile_with(NeuronxBackend(), tmp_path, config("neuronx", analyze=True, fallback=True))
-    assert used["analyze"]["unsupported_operators"] == [{"kind": "aten::fft_fft", "failure_at": "neuronx-cc"},
-                                                        {"kind": "aten::nonzero", "failure_at": "Lowering to HLO"}]
+    assert used["analyze"]["unsupported_operators"] == [
+        {"kind": "aten::fft_fft", "failure_at": "neuronx-cc"},
+        {"kind": "aten::nonzero", "failure_at": "Lowering to HLO"},
+    ]
     assert neuron_sdk.calls_to("torch_neuronx.trace")[0].kwargs["partitioner_config"] is not None
 
 
@@ -124,26 +145,46 @@ def test_neuron_default_config_passes_only_the_set_knobs(neuron_sdk, tmp_path):
     net, x, path, used = compile_with(NeuronBackend(), tmp_path, config("neuron"))
     (call,) = neuron_sdk.calls_to("torch.neuron.trace")
     assert call.args[0] is net and isinstance(call.args[1], list) and call.args[1][0] is x
-    assert call.kwargs == {"compiler_args": [], "fallback": True, "dynamic_batch_size": False,
-                           "separate_weights": False}
+    assert call.kwargs == {
+        "compiler_args": [],
+        "fallback": True,
+        "dynamic_batch_size": False,
+        "separate_weights": False,
+    }
     assert used["pipeline_cores"] == 0  # a tiny model: the rule gives no pipelining
     assert torch.jit.load(str(path))(x).shape == (1, 10)
 
 
 def test_neuron_every_trace_knob_from_config(neuron_sdk, tmp_path):
-    options = config("neuron", pipeline_cores=4, fast_math="fp32-cast-matmul", compiler_args=["--verbose", "35"],
-                     compiler_timeout=900, compiler_workdir=str(tmp_path / "cc"), fallback=False,
-                     optimizations=["FLOAT32_TO_FLOAT16"], separate_weights=True, dynamic_batch_size=True,
-                     minimum_segment_size=3, single_fusion_ratio_threshold=0.8)
+    options = config(
+        "neuron",
+        pipeline_cores=4,
+        fast_math="fp32-cast-matmul",
+        compiler_args=["--verbose", "35"],
+        compiler_timeout=900,
+        compiler_workdir=str(tmp_path / "cc"),
+        fallback=False,
+        optimizations=["FLOAT32_TO_FLOAT16"],
+        separate_weights=True,
+        dynamic_batch_size=True,
+        minimum_segment_size=3,
+        single_fusion_ratio_threshold=0.8,
+    )
     *_, used = compile_with(NeuronBackend(), tmp_path, options)
     (call,) = neuron_sdk.calls_to("torch.neuron.trace")
     import torch_neuron  # the stand-in, imported by the backend
 
     assert call.kwargs == {
         "compiler_args": ["--neuroncore-pipeline-cores", "4", "--fast-math", "fp32-cast-matmul", "--verbose", "35"],
-        "fallback": False, "dynamic_batch_size": True, "separate_weights": True, "compiler_timeout": 900,
-        "compiler_workdir": str(tmp_path / "cc"), "minimum_segment_size": 3, "single_fusion_ratio_threshold": 0.8,
-        "optimizations": [torch_neuron.Optimization.FLOAT32_TO_FLOAT16]}
+        "fallback": False,
+        "dynamic_batch_size": True,
+        "separate_weights": True,
+        "compiler_timeout": 900,
+        "compiler_workdir": str(tmp_path / "cc"),
+        "minimum_segment_size": 3,
+        "single_fusion_ratio_threshold": 0.8,
+        "optimizations": [torch_neuron.Optimization.FLOAT32_TO_FLOAT16],
+    }
     assert used["optimizations"] == ["FLOAT32_TO_FLOAT16"] and used["pipeline_cores"] == 4  # JSON in the manifest
 
 
@@ -153,8 +194,9 @@ def test_neuron_unknown_optimization_names_the_valid_ones(neuron_sdk, tmp_path):
     assert not neuron_sdk.calls_to("torch.neuron.trace")
 
 
-@pytest.mark.parametrize("key, bad", [("compiler_timeout", "soon"), ("compiler_timeout", -5),
-                                      ("single_fusion_ratio_threshold", 0)])
+@pytest.mark.parametrize(
+    "key, bad", [("compiler_timeout", "soon"), ("compiler_timeout", -5), ("single_fusion_ratio_threshold", 0)]
+)
 def test_neuron_bad_knob_values_name_the_key(neuron_sdk, tmp_path, key, bad):
     with pytest.raises(InfkitError, match=f"compile.{key}="):
         compile_with(NeuronBackend(), tmp_path, config("neuron", **{key: bad}))
@@ -183,12 +225,20 @@ def test_auto_yaml_holds_only_keys_of_the_backends_auto_may_pick():
     picked = opts.for_backend(get_backend("torchscript"), config("auto"))
     assert set(picked) == {"batch_sizes", "freeze", "optimize_for_inference"}
     assert set(opts.for_backend(get_backend("neuronx"), config("auto"))) <= get_backend("neuronx").option_names | {
-        "batch_sizes"}
+        "batch_sizes"
+    }
     assert AUTO_ORDER == ("neuron", "neuronx", "torchscript")
 
 
-@pytest.mark.parametrize("requested, key", [("neuronx", "fallbak"), ("neuron", "inline_weights_to_neff"),
-                                            ("auto", "opset"), ("torchscript", "pipeline_cores")])
+@pytest.mark.parametrize(
+    "requested, key",
+    [
+        ("neuronx", "fallbak"),
+        ("neuron", "inline_weights_to_neff"),
+        ("auto", "opset"),
+        ("torchscript", "pipeline_cores"),
+    ],
+)
 def test_unknown_option_is_an_error_naming_the_valid_ones(requested, key):
     with pytest.raises(InfkitError) as err:
         opts.check(requested, {**config(requested), key: 1})
@@ -210,7 +260,10 @@ def test_the_compile_stage_refuses_an_unknown_key_before_anything_runs(tmp_path)
     from infkit.compile import run as compile_stage
     from infkit.utils.compose import compose_config
 
-    cfg = compose_config("trace", ["experiment=digits_example", "compile=neuronx", "+compile.fallbak=true",
-                                   "ckpt_path=missing.ckpt"], tmp_path)
+    cfg = compose_config(
+        "trace",
+        ["experiment=digits_example", "compile=neuronx", "+compile.fallbak=true", "ckpt_path=missing.ckpt"],
+        tmp_path,
+    )
     with pytest.raises(InfkitError, match=r"compile option\(s\) fallbak unknown to compile=neuronx; valid: .*fallback"):
         compile_stage.run(cfg)

@@ -37,8 +37,19 @@ def model_dir(tmp_path: Path, backend, options: dict, batch_sizes=(1, 4), pipeli
         entries.append(mf.artifact_entry(path, bs))
     if pipeline_cores:
         used["pipeline_cores"] = pipeline_cores
-    mf.write(tmp_path, {"name": "m", "backend": backend.name, "artifacts": entries, "input_size": [3, 8, 8],
-                        "mean": [0.5] * 3, "std": [0.5] * 3, "labels": ["a", "b", "c"], "backend_options": used})
+    mf.write(
+        tmp_path,
+        {
+            "name": "m",
+            "backend": backend.name,
+            "artifacts": entries,
+            "input_size": [3, 8, 8],
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "labels": ["a", "b", "c"],
+            "backend_options": used,
+        },
+    )
     return tmp_path
 
 
@@ -65,10 +76,16 @@ def test_a_worker_sets_one_core_before_the_sdk_import(neuron_sdk, neuron_env, tm
     assert "NEURON_RT_NUM_CORES=1 set for this worker" in caplog.text and "not pipelined" in caplog.text
 
 
-@pytest.mark.parametrize("options, expected", [({"pipeline_cores": 8}, 8),
-                                               ({"compiler_args": ["--neuroncore-pipeline-cores", "4"]}, 4),
-                                               ({"compiler_args": ["--neuroncore-pipeline-cores=12"]}, 12),
-                                               ({"pipeline_cores": 0, "compiler_args": []}, 1), ({}, 1)])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({"pipeline_cores": 8}, 8),
+        ({"compiler_args": ["--neuroncore-pipeline-cores", "4"]}, 4),
+        ({"compiler_args": ["--neuroncore-pipeline-cores=12"]}, 12),
+        ({"pipeline_cores": 0, "compiler_args": []}, 1),
+        ({}, 1),
+    ],
+)
 def test_pipeline_cores_in_the_manifest_become_the_cores_per_worker(neuron_env, options, expected):
     manifest = {"backend": "neuron", "name": "m", "backend_options": options}
     assert neuron_cores.cores_per_worker(manifest) == expected
@@ -84,8 +101,9 @@ def test_a_pipelined_torch_neuron_model_asks_for_its_pipeline_cores_before_impor
 
 
 @pytest.mark.parametrize("operator", [{NUM: "2"}, {VISIBLE: "0-1"}, {NUM: "3", VISIBLE: "4"}])
-def test_an_operators_setting_is_never_overwritten_and_the_log_says_so(neuron_sdk, neuron_env, tmp_path, caplog,
-                                                                       operator):
+def test_an_operators_setting_is_never_overwritten_and_the_log_says_so(
+    neuron_sdk, neuron_env, tmp_path, caplog, operator
+):
     d = model_dir(tmp_path, NeuronxBackend(), {})
     fresh_import(neuron_sdk)
     neuron_env.update(operator)
@@ -161,15 +179,21 @@ def test_no_neuron_device_type_advice_remains():
     """TorchServe's deviceType is cpu or gpu; nothing in the docs or configs may suggest deviceType neuron."""
     import re
 
-    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "configs").rglob("*.yaml"),
-             *(ROOT / "handlers").glob("*.yaml")]
+    files = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "configs").rglob("*.yaml"),
+        *(ROOT / "handlers").glob("*.yaml"),
+    ]
     for path in files:
         assert not re.search(r"deviceType\W{1,4}neuron", path.read_text()), path
 
 
 # -- packaging's check ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("workers, pipeline, cores, warned", [(4, 0, 4, False), (4, 0, 2, True), (2, 0, 2, False),
-                                                              (3, 4, 12, False), (4, 4, 12, True)])
+@pytest.mark.parametrize(
+    "workers, pipeline, cores, warned",
+    [(4, 0, 4, False), (4, 0, 2, True), (2, 0, 2, False), (3, 4, 12, False), (4, 4, 12, True)],
+)
 def test_packaging_warns_when_workers_times_cores_exceed_the_instance(workers, pipeline, cores, warned):
     manifest = {"backend": "neuron", "name": "m", "backend_options": {"pipeline_cores": pipeline}}
     config = {"minWorkers": workers, "maxWorkers": workers, "handler": {"neuron_layout": "per_worker"}}
@@ -197,9 +221,17 @@ def test_packaging_data_parallel_with_several_workers_is_warned_and_pipelined_re
 def test_bench_worker_measures_data_parallel_through_the_sdk(neuron_sdk, neuron_env, tmp_path):
     d = model_dir(tmp_path, NeuronxBackend(), {}, batch_sizes=(1,))
     fresh_import(neuron_sdk)
-    spec = {"backend": "neuronx", "path": str(d / "m.bs1.neuronx.traced.pt"), "input_size": [3, 8, 8],
-            "batch_sizes": [1, 4], "threads": 1, "warmup": 1, "iterations": 5, "max_seconds": 1.0,
-            "data_parallel": True}
+    spec = {
+        "backend": "neuronx",
+        "path": str(d / "m.bs1.neuronx.traced.pt"),
+        "input_size": [3, 8, 8],
+        "batch_sizes": [1, 4],
+        "threads": 1,
+        "warmup": 1,
+        "iterations": 5,
+        "max_seconds": 1.0,
+        "data_parallel": True,
+    }
     result = model_worker.main(spec)
     assert [r["batch_size"] for r in result["results"]] == [1, 4]
     assert len(neuron_sdk.calls_to("torch_neuronx.DataParallel")) == 1

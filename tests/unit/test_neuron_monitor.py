@@ -30,7 +30,7 @@ from infkit.serve.config import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / "tests/resources/neuron_monitor"
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"(,|$)')
 
 
@@ -79,7 +79,7 @@ def parse_exposition(text: str) -> dict[str, list[tuple[dict, float]]]:
             lm = LABEL.match(rest)
             assert lm, f"bad labels in {raw!r}"
             labels[lm[1]] = lm[2].replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-            rest = rest[lm.end():]
+            rest = rest[lm.end() :]
         samples.setdefault(m["name"], []).append((labels, float(m["value"])))
     return samples
 
@@ -93,8 +93,14 @@ def value(samples, name: str, **labels) -> float:
 # -- parsing --------------------------------------------------------------------------------------
 def test_a_full_report_is_parsed_by_the_documented_field_names():
     rep = parse_report(load("report_inf2_two_workers.json"))
-    assert rep.instance == {"instance_name": "", "instance_id": "i-0123456789abcdef0", "instance_type": "inf2.xlarge",
-                            "availability_zone": "us-east-2a", "region": "us-east-2", "subnet_id": "subnet-0123abcd"}
+    assert rep.instance == {
+        "instance_name": "",
+        "instance_id": "i-0123456789abcdef0",
+        "instance_type": "inf2.xlarge",
+        "availability_zone": "us-east-2a",
+        "region": "us-east-2",
+        "subnet_id": "subnet-0123abcd",
+    }
     w0, w1 = rep.runtimes
     assert (w0.tag, w0.pid, w1.tag) == ("worker_0", 4101, "worker_1")
     assert w0.utilization == {"0": 42.5} and w1.utilization == {"1": 37.5}
@@ -104,8 +110,9 @@ def test_a_full_report_is_parsed_by_the_documented_field_names():
     assert w0.errors["transient"] == 1 and w0.status["completed"] == 300
     assert w0.vcpu == {"user": 12.5, "system": 2.5}
     assert rep.memory["memory_total_bytes"] == 16e9 and rep.vcpu_count == 4
-    assert rep.ecc == [("0", {"mem_ecc_corrected": 1, "mem_ecc_uncorrected": 0, "sram_ecc_corrected": 0,
-                              "sram_ecc_uncorrected": 0})]
+    assert rep.ecc == [
+        ("0", {"mem_ecc_corrected": 1, "mem_ecc_uncorrected": 0, "sram_ecc_corrected": 0, "sram_ecc_uncorrected": 0})
+    ]
     assert rep.period == pytest.approx(1.346411129)
 
 
@@ -119,19 +126,44 @@ def test_an_idle_report_with_nulls_and_missing_groups_parses_to_empty_parts():
 
 
 def test_wrong_types_inside_a_report_are_dropped_not_raised():
-    doc = {"neuron_runtime_data": [
-        "not an object",
-        {"pid": "12", "neuron_runtime_tag": None, "report": {
-            "neuroncore_counters": {"period": "1s", "neuroncores_in_use": {"0": {"neuroncore_utilization": "42"},
-                                                                         "1": 7, "2": {"neuroncore_utilization": 5}}},
-            "execution_stats": {"error_summary": [1, 2], "execution_summary": {"completed": True, "timed_out": 2},
-                                "latency_stats": {"total_latency": {"p50": None, "p99": 0.5}}},
-            "memory_used": {"neuron_runtime_used_bytes": {"host": "lots", "neuron_device": 10,
-                                                          "usage_breakdown": {"neuroncore_memory_usage": [1]}}},
-            "neuron_runtime_vcpu_usage": None}}],
-        "system_data": {"memory_info": "n/a", "vcpu_usage": {"usage_data": []},
-                        "neuron_hw_counters": {"neuron_devices": {"0": 1}}},
-        "instance_info": ["inf2"]}
+    doc = {
+        "neuron_runtime_data": [
+            "not an object",
+            {
+                "pid": "12",
+                "neuron_runtime_tag": None,
+                "report": {
+                    "neuroncore_counters": {
+                        "period": "1s",
+                        "neuroncores_in_use": {
+                            "0": {"neuroncore_utilization": "42"},
+                            "1": 7,
+                            "2": {"neuroncore_utilization": 5},
+                        },
+                    },
+                    "execution_stats": {
+                        "error_summary": [1, 2],
+                        "execution_summary": {"completed": True, "timed_out": 2},
+                        "latency_stats": {"total_latency": {"p50": None, "p99": 0.5}},
+                    },
+                    "memory_used": {
+                        "neuron_runtime_used_bytes": {
+                            "host": "lots",
+                            "neuron_device": 10,
+                            "usage_breakdown": {"neuroncore_memory_usage": [1]},
+                        }
+                    },
+                    "neuron_runtime_vcpu_usage": None,
+                },
+            },
+        ],
+        "system_data": {
+            "memory_info": "n/a",
+            "vcpu_usage": {"usage_data": []},
+            "neuron_hw_counters": {"neuron_devices": {"0": 1}},
+        },
+        "instance_info": ["inf2"],
+    }
     rep = parse_report(doc)
     (rt,) = rep.runtimes
     assert rt.tag == "unknown" and rt.utilization == {"2": 5.0} and rt.total_latency == {"p99": 0.5}
@@ -144,13 +176,16 @@ def test_wrong_types_inside_a_report_are_dropped_not_raised():
     assert summary.summarize([rep])["total_latency_s"] == {"p99": 0.5}
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("{not json", "not JSON"),
-    ('{"neuron_runtime_data": [', "not JSON"),
-    ("[1, 2, 3]", "not a neuron-monitor report"),
-    ('{"hello": "world"}', "not a neuron-monitor report"),
-    ('{"neuron_runtime_data": 5, "instance_info": {}}', "not a list"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("{not json", "not JSON"),
+        ('{"neuron_runtime_data": [', "not JSON"),
+        ("[1, 2, 3]", "not a neuron-monitor report"),
+        ('{"hello": "world"}', "not a neuron-monitor report"),
+        ('{"neuron_runtime_data": 5, "instance_info": {}}', "not a list"),
+    ],
+)
 def test_malformed_lines_are_rejected_with_a_reason(bad, reason):
     with pytest.raises(ValueError, match=reason):
         parse_line(bad)
@@ -194,8 +229,13 @@ def test_skip_existing_counts_only_reports_written_after_the_start(tmp_path):
 
 
 def test_a_missing_input_file_is_one_error_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "src/neuron_exporter.py"), "--input", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src/neuron_exporter.py"), "--input", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: --input ") and "Traceback" not in proc.stderr
     assert "no such file" in proc.stderr and "neuron-monitor" in proc.stderr
 
@@ -207,16 +247,29 @@ def test_exposition_has_the_sdk_exporters_names_labels_and_counters():
     exp.update(parse_report(full))
     exp.update(parse_report(with_util(full, 80, 0)))
     s = parse_exposition(exp.render())
-    inst = {"instance_type": "inf2.xlarge", "instance_id": "i-0123456789abcdef0", "region": "us-east-2",
-            "availability_zone": "us-east-2a", "subnet_id": "subnet-0123abcd", "instance_name": ""}
+    inst = {
+        "instance_type": "inf2.xlarge",
+        "instance_id": "i-0123456789abcdef0",
+        "region": "us-east-2",
+        "availability_zone": "us-east-2a",
+        "subnet_id": "subnet-0123abcd",
+        "instance_name": "",
+    }
     # gauges: the latest report, utilisation as a ratio
     assert value(s, "neuroncore_utilization_ratio", runtime_tag="worker_0", neuroncore=0, **inst) == 0.8
     assert value(s, "neuroncore_utilization_ratio", runtime_tag="worker_1", neuroncore=1) == 0.0
     assert value(s, "neuron_runtime_memory_used_bytes", runtime_tag="worker_0", memory_location="host") == 1e9
     assert value(s, "neuron_runtime_memory_used_bytes", runtime_tag="worker_1", memory_location="neuron_device") == 6e7
     assert value(s, "execution_latency_seconds", runtime_tag="worker_0", percentile="p99") == 0.0012
-    assert {lab["percentile"] for lab, _ in s["execution_latency_seconds"]} == {"p0", "p1", "p25", "p50", "p75",
-                                                                                 "p99", "p100"}
+    assert {lab["percentile"] for lab, _ in s["execution_latency_seconds"]} == {
+        "p0",
+        "p1",
+        "p25",
+        "p50",
+        "p75",
+        "p99",
+        "p100",
+    }
     assert value(s, "neuroncore_memory_usage_constants", runtime_tag="worker_1", neuroncore=1) == 45e6
     assert value(s, "neuron_runtime_vcpu_usage_ratio", runtime_tag="worker_0", usage_type="user") == 0.125
     assert value(s, "system_memory_used_bytes") == 6e9 and value(s, "system_vcpu_count") == 4
@@ -234,7 +287,7 @@ def test_exposition_has_the_sdk_exporters_names_labels_and_counters():
 def test_label_values_are_escaped():
     text = prometheus.sample("m", {"a": 'say "hi"\\\n'}, 1)
     assert text == 'm{a="say \\"hi\\"\\\\\\n"} 1.0'
-    (labels, v), = parse_exposition(f"# TYPE m gauge\n{text}\n")["m"]
+    ((labels, v),) = parse_exposition(f"# TYPE m gauge\n{text}\n")["m"]
     assert labels == {"a": 'say "hi"\\\n'} and v == 1.0
 
 
@@ -257,8 +310,13 @@ def _scrape(url: str, want, timeout: float = 30):
 def test_the_exporter_serves_a_piped_stream_over_http_and_stops_cleanly_on_ctrl_c():
     port = free_ports()["inference_port"]
     full = load("report_inf2_two_workers.json")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         proc.stdin.write(line(full) + "this is not json\n")
         proc.stdin.flush()
@@ -292,8 +350,12 @@ def test_the_exporter_follows_a_file_and_refuses_a_busy_port(tmp_path):
     port = ports["inference_port"]
     path = tmp_path / "nm.jsonl"
     path.write_text(line(load("report_idle.json")))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port),
-                             "--input", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port), "--input", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         _, s = _scrape(url, lambda s: "neuroncore_utilization_ratio" in s)
@@ -302,8 +364,13 @@ def test_the_exporter_follows_a_file_and_refuses_a_busy_port(tmp_path):
         with open(path, "a") as f:
             f.write(line(load("report_inf2_two_workers.json")))
         _, s = _scrape(url, lambda s: "execution_latency_seconds" in s)
-        busy = subprocess.run([sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port),
-                               "--input", str(path)], capture_output=True, text=True, timeout=60, check=False)
+        busy = subprocess.run(
+            [sys.executable, str(ROOT / "src/neuron_exporter.py"), "--port", str(port), "--input", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert busy.returncode == 2 and busy.stderr.startswith("error: cannot listen on 127.0.0.1:")
         assert "Traceback" not in busy.stderr
         proc.send_signal(signal.SIGTERM)
@@ -380,9 +447,30 @@ def test_benchmark_beside_neuron_monitor_writes_neuron_columns_and_plot(ok_serve
     writer.start()
     try:
         images = sorted((ROOT / "tests/resources/digits").glob("*.png"))[:2]
-        code = cli.main(["--url", ok_server, "--images", *map(str, images), "--sweep", "1,2", "--duration", "1.5",
-                         "--warmup", "0.2", "--interval", "1", "--metrics-url", "none", "--token", "t",
-                         "--neuron-monitor", str(nm), "--out", str(tmp_path / "bench")])
+        code = cli.main(
+            [
+                "--url",
+                ok_server,
+                "--images",
+                *map(str, images),
+                "--sweep",
+                "1,2",
+                "--duration",
+                "1.5",
+                "--warmup",
+                "0.2",
+                "--interval",
+                "1",
+                "--metrics-url",
+                "none",
+                "--token",
+                "t",
+                "--neuron-monitor",
+                str(nm),
+                "--out",
+                str(tmp_path / "bench"),
+            ]
+        )
     finally:
         stop.set()
         writer.join(timeout=5)
@@ -410,8 +498,16 @@ def test_benchmark_beside_neuron_monitor_writes_neuron_columns_and_plot(ok_serve
 def test_benchmark_refuses_a_missing_neuron_monitor_file(tmp_path, capsys):
     from infkit.cli import bench as cli
 
-    code = cli.main(["--url", "http://127.0.0.1:9/predictions/x", "--neuron-monitor", str(tmp_path / "nm.jsonl"),
-                     "--out", str(tmp_path / "bench")])
+    code = cli.main(
+        [
+            "--url",
+            "http://127.0.0.1:9/predictions/x",
+            "--neuron-monitor",
+            str(tmp_path / "nm.jsonl"),
+            "--out",
+            str(tmp_path / "bench"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --neuron-monitor ") and "no such file" in err
     assert not (tmp_path / "bench").exists()

@@ -29,16 +29,18 @@ def serve_cfg(tmp_path, *overrides):
 def minimal_mar(path: Path, model_config: dict | None = None) -> Path:
     """A real zip laid out as torch-model-archiver writes one (manifest + model-config), without a model."""
     with zipfile.ZipFile(path, "w") as mar:
-        mar.writestr("MAR-INF/MANIFEST.json", json.dumps({"model": {"modelName": path.stem,
-                                                                     "configFile": "model-config.yaml"}}))
+        mar.writestr(
+            "MAR-INF/MANIFEST.json", json.dumps({"model": {"modelName": path.stem, "configFile": "model-config.yaml"}})
+        )
         mar.writestr("model-config.yaml", yaml.safe_dump(model_config or {"minWorkers": 2}))
     return path
 
 
 def test_hand_made_model_config_matches_the_hydra_default(tmp_path):
     cfg, _ = serve_cfg(tmp_path)
-    assert yaml.safe_load((ROOT / "handlers/model-config.yaml").read_text()) == \
-        OmegaConf.to_container(cfg.serve.model, resolve=True)
+    assert yaml.safe_load((ROOT / "handlers/model-config.yaml").read_text()) == OmegaConf.to_container(
+        cfg.serve.model, resolve=True
+    )
 
 
 def props_of(text: str) -> dict[str, str]:
@@ -73,10 +75,15 @@ def test_ports_are_configurable(tmp_path):
     assert "inference_address=http://127.0.0.1:9123" in props and "grpc_inference_port=9124" in props
 
 
-@pytest.mark.parametrize("override, words", [("+serve.server.inference_prot=1", "unknown serve.server key"),
-                                             ("serve.server.inference_port=99999", "not a TCP port"),
-                                             ("serve.server.token_auth=maybe", "token_auth='maybe'"),
-                                             ("serve.server.log_level=LOUD", "log_level")])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("+serve.server.inference_prot=1", "unknown serve.server key"),
+        ("serve.server.inference_port=99999", "not a TCP port"),
+        ("serve.server.token_auth=maybe", "token_auth='maybe'"),
+        ("serve.server.log_level=LOUD", "log_level"),
+    ],
+)
 def test_bad_server_settings_name_the_key(tmp_path, override, words):
     with pytest.raises(InfkitError, match=words):
         serve_cfg(tmp_path, override)
@@ -100,8 +107,9 @@ def test_log4j2_has_no_duplicates_bounded_files_and_no_per_batch_lines(tmp_path)
         assert all(pattern.fullmatch(f"x {m} 12 y") for m in logs.PER_REQUEST)
         assert not pattern.fullmatch("Failed to load model: bad.mar")
     _, with_access = serve_cfg(tmp_path, "serve.server.access_log=true")
-    assert "access_log" in {f.get("name") for f in ET.fromstring(logs.log4j2_xml(tmp_path, with_access))
-                            .findall("Appenders/RollingFile")}
+    assert "access_log" in {
+        f.get("name") for f in ET.fromstring(logs.log4j2_xml(tmp_path, with_access)).findall("Appenders/RollingFile")
+    }
 
 
 def test_start_refuses_a_missing_or_empty_model_store(tmp_path):
@@ -142,7 +150,9 @@ def test_start_names_a_busy_port(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         _, srv = serve_cfg(tmp_path, f"serve.server.metrics_port={busy.getsockname()[1]}")
-        with pytest.raises(InfkitError, match=f"port {busy.getsockname()[1]} \\(metrics_port\\).*serve.server.metrics_port"):
+        with pytest.raises(
+            InfkitError, match=f"port {busy.getsockname()[1]} \\(metrics_port\\).*serve.server.metrics_port"
+        ):
             server.start(srv, tmp_path, tmp_path / "state")
 
 

@@ -22,9 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write_state(state_dir: Path, pid: int, pgid: int, create_time: float | None) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
-    state = {"pid": pid, "pgid": pgid, "models": ["m"], "failed": {}, "server": ServerConfig().__dict__,
-             "state_dir": str(state_dir), "key_file": str(state_dir / "key_file.json"),
-             "started_at": "2026-01-01T00:00:00+0000"}
+    state = {
+        "pid": pid,
+        "pgid": pgid,
+        "models": ["m"],
+        "failed": {},
+        "server": ServerConfig().__dict__,
+        "state_dir": str(state_dir),
+        "key_file": str(state_dir / "key_file.json"),
+        "started_at": "2026-01-01T00:00:00+0000",
+    }
     if create_time is not None:
         state["create_time"] = create_time
     path = state_dir / server.STATE_FILE
@@ -44,8 +51,9 @@ def other_program():
 @pytest.mark.parametrize("recorded", ["another start time", "no identity (older state file)"])
 def test_a_reused_pid_is_not_ours(tmp_path, other_program, recorded):
     created = psutil.Process(other_program.pid).create_time()
-    path = write_state(tmp_path, other_program.pid, other_program.pid,
-                       created - 3600 if recorded == "another start time" else None)
+    path = write_state(
+        tmp_path, other_program.pid, other_program.pid, created - 3600 if recorded == "another start time" else None
+    )
     info = server.status(tmp_path)
     assert info["running"] is False and not info["crashed"]
     assert "belongs to another process" in info["message"] and "stale state removed" in info["message"]
@@ -80,8 +88,9 @@ def test_a_crashed_server_is_reported_and_its_state_cleaned(tmp_path):
 
 def test_remnants_of_our_group_are_still_ours_and_stopped(tmp_path):
     """The leader exited but a member of its group lives on (as java does when the launcher dies)."""
-    leader = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!"], start_new_session=True, stdout=subprocess.PIPE,
-                              text=True)
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
     created = psutil.Process(leader.pid).create_time()
     member = int(leader.stdout.readline())
     leader.wait()
@@ -99,8 +108,13 @@ def test_already_running_names_the_exact_stop_command(tmp_path):
     proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         write_state(tmp_path / "my state", proc.pid, proc.pid, psutil.Process(proc.pid).create_time())
-        cmd = [sys.executable, str(ROOT / "src/serve.py"), "start", f"state_dir={tmp_path / 'my state'}",
-               "serve.server.inference_port=9555"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "src/serve.py"),
+            "start",
+            f"state_dir={tmp_path / 'my state'}",
+            "serve.server.inference_port=9555",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2
         assert f"stop it first: python src/serve.py stop 'state_dir={tmp_path / 'my state'}'" in out.stderr

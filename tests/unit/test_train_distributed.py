@@ -83,9 +83,16 @@ def test_the_tester_is_one_device_configured_like_the_fit(tmp_path):
 
 def test_a_torchrun_process_count_that_differs_from_the_config_is_one_line(tmp_path, monkeypatch):
     # the environment torchrun gives each of 2 processes on one machine; Lightning detects it from these variables
-    for key, value in {"TORCHELASTIC_RUN_ID": "infkit-test", "RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0",
-                       "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": "29500"}.items():
+    for key, value in {
+        "TORCHELASTIC_RUN_ID": "infkit-test",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "GROUP_RANK": "0",
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }.items():
         monkeypatch.setenv(key, value)
     cfg = compose_config("train", [*DDP_CPU, "trainer.devices=3"], tmp_path)
     with pytest.raises(InfkitError, match=r"devices=3.*world size \(2\).*trainer\.devices / trainer\.num_nodes"):

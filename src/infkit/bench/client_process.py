@@ -44,7 +44,7 @@ def child(ctrl: Connection, data: Connection) -> None:
         data.send(("done", sent, time.process_time() - cpu0))
     except (EOFError, BrokenPipeError):
         pass  # the parent is gone: nobody to report to
-    except Exception as exc:  # noqa: BLE001 - the traceback goes to stderr, the one line to the parent, which names it
+    except Exception as exc:
         traceback.print_exc()
         data.send(("error", f"{type(exc).__name__}: {exc}"))
 

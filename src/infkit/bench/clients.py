@@ -45,8 +45,9 @@ def auto_processes(mode: str, level: float, workers: int, cores: int) -> int:
     return max(1, min(want, cores, int(level) if mode == "closed" else workers))
 
 
-def shares(mode: str, level: float, workers: int, processes: int, arrivals: str = "constant",
-           seed: int = 0) -> list[Share]:
+def shares(
+    mode: str, level: float, workers: int, processes: int, arrivals: str = "constant", seed: int = 0
+) -> list[Share]:
     """Split the clients (closed) or sender threads (open) over at most `processes` processes, as evenly as can be."""
     n = int(level) if mode == "closed" else workers
     p = max(1, min(processes, n))
@@ -57,8 +58,9 @@ def run_share(target: loadgen.Target, share: Share, run: loadgen.Run, t0: float)
     """Start the share's threads (they end at the run's deadline or stop)."""
     if share.mode == "closed":
         return loadgen.closed_loop(target, share.threads, run, share.first, share.step)
-    return loadgen.open_loop(target, share.rate, share.arrivals, share.threads, run, t0, share.seed,
-                             share.first, share.step)
+    return loadgen.open_loop(
+        target, share.rate, share.arrivals, share.threads, run, t0, share.seed, share.first, share.step
+    )
 
 
 class InProcess:
@@ -94,15 +96,20 @@ class Spawned:
         self.ctrl: list[Connection] = []
         self.data: list[Connection] = []
         try:
-            for share in shares_:
+            for _ in shares_:
                 ctrl_r, ctrl_w = os.pipe()
                 data_r, data_w = os.pipe()
                 self.ctrl.append(Connection(ctrl_w, readable=False))  # closed by kill() whatever happens next
                 self.data.append(Connection(data_r, writable=False))
                 try:
-                    self.procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "infkit.bench.client_process", str(ctrl_r), str(data_w)],
-                        pass_fds=(ctrl_r, data_w), stdin=subprocess.DEVNULL, start_new_session=True))
+                    self.procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "infkit.bench.client_process", str(ctrl_r), str(data_w)],
+                            pass_fds=(ctrl_r, data_w),
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,
+                        )
+                    )
                 finally:
                     os.close(ctrl_r)
                     os.close(data_w)
@@ -117,13 +124,16 @@ class Spawned:
         deadline = time.monotonic() + timeout
         for k, conn in enumerate(self.data):
             if not conn.poll(max(0.0, deadline - time.monotonic())):
-                raise InfkitError(f"client process {k} was not ready within {timeout:g} s; "
-                                  "try fewer --processes on a busy machine")
+                raise InfkitError(
+                    f"client process {k} was not ready within {timeout:g} s; try fewer --processes on a busy machine"
+                )
             try:
                 msg = conn.recv()
             except EOFError:
-                raise InfkitError(f"client process {k} ended while starting (exit code {self.procs[k].wait(5)}): "
-                                  "its error is printed above") from None
+                raise InfkitError(
+                    f"client process {k} ended while starting (exit code {self.procs[k].wait(5)}): "
+                    "its error is printed above"
+                ) from None
             if msg[0] != "ready":
                 raise InfkitError(f"client process {k} failed while starting: {msg[1]}")
 
@@ -150,8 +160,10 @@ class Spawned:
                 try:
                     msg = conn.recv()
                 except EOFError:
-                    self.failures.append(f"client process {k} ended without its final report (exit code "
-                                         f"{self.procs[k].wait(5)}): its last records are missing")
+                    self.failures.append(
+                        f"client process {k} ended without its final report (exit code "
+                        f"{self.procs[k].wait(5)}): its last records are missing"
+                    )
                     del pending[conn]
                     continue
                 if msg[0] == "records":

@@ -27,8 +27,11 @@ class Connection:
         self.address = (parts.hostname, parts.port or (443 if self.tls else 80))
         self.timeout = timeout
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}",
-                 *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {parts.netloc.rpartition('@')[2]}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         self.head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
         self.requests: dict[int, tuple[bytes, bytes]] = {}  # id(body) -> (body, the request's bytes)
         self.sock: socket.socket | None = None
@@ -73,7 +76,7 @@ class Connection:
     def _line(self) -> bytes:
         while (end := self.buf.find(b"\r\n")) < 0:
             self._fill()
-        line, self.buf = self.buf[:end], self.buf[end + 2:]
+        line, self.buf = self.buf[:end], self.buf[end + 2 :]
         return line
 
     def _skip(self, n: int) -> None:

@@ -106,8 +106,17 @@ def schedule(rate: float, arrivals: str, seed: int = 0) -> Callable[[int], float
     return at
 
 
-def open_loop(target: Target, rate: float, arrivals: str, workers: int, run: Run, t0: float,
-              seed: int = 0, first: int = 0, step: int = 1) -> list[threading.Thread]:
+def open_loop(
+    target: Target,
+    rate: float,
+    arrivals: str,
+    workers: int,
+    run: Run,
+    t0: float,
+    seed: int = 0,
+    first: int = 0,
+    step: int = 1,
+) -> list[threading.Thread]:
     """Requests sent on a schedule, whatever the server does. Latency counts from the intended
     send time, so a stalled server cannot hide behind waiting clients (coordinated omission); when
     every worker is busy, requests start late and the lag is recorded against the client."""

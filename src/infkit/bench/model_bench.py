@@ -29,9 +29,16 @@ DEFAULT_BACKENDS = list(CPU_BACKENDS) + [b for b in BACKENDS if b not in CPU_BAC
 MAX_RELATIVE_ERROR = 1.0
 
 
-def compile_all(net: torch.nn.Module, input_size: list[int], batch_sizes: list[int], out_dir: Path,
-                backends: list[str], data: BenchData | None = None, echo: Callable[[str], None] = print,
-                data_parallel: bool = False) -> tuple[dict, dict]:
+def compile_all(
+    net: torch.nn.Module,
+    input_size: list[int],
+    batch_sizes: list[int],
+    out_dir: Path,
+    backends: list[str],
+    data: BenchData | None = None,
+    echo: Callable[[str], None] = print,
+    data_parallel: bool = False,
+) -> tuple[dict, dict]:
     """{backend: {"entries": [(batch size or None, path)], "options": used}} for those that compile here;
     {backend: reason} for the rest."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +87,9 @@ def _check_same_function(name, backend, net, path, x, changes_numerics: bool) ->
         eager, out = net.eval()(x), fn(x).float()
     diff, rel = parity.compare(eager, out)["max_abs_logit_diff"], parity.relative_error(eager, out)
     if (changes_numerics and rel > MAX_RELATIVE_ERROR) or (not changes_numerics and diff > 1e-2):
-        raise InfkitError(f"{name} output differs from eager by {diff:.3g} (relative {rel:.1%}); "
-                          "not benchmarking a wrong model")
+        raise InfkitError(
+            f"{name} output differs from eager by {diff:.3g} (relative {rel:.1%}); not benchmarking a wrong model"
+        )
 
 
 NEURON, DP = ("neuron", "neuronx"), "+dp"
@@ -91,39 +99,61 @@ def check_data_parallel(backends: list[str]) -> None:
     """--data-parallel measures the Neuron SDKs' DataParallel: at least one of them must import here."""
     usable = [b for b in backends if b in NEURON and get_backend(b).unavailable_reason() is None]
     if not usable:
-        raise InfkitError("--data-parallel measures torch.neuron / torch_neuronx DataParallel, but neither "
-                          f"{' nor '.join(NEURON)} imports here (or is selected with --backends); run it on "
-                          "Inf1/Inf2 in the Neuron environment (docs/inferentia.md)")
+        raise InfkitError(
+            "--data-parallel measures torch.neuron / torch_neuronx DataParallel, but neither "
+            f"{' nor '.join(NEURON)} imports here (or is selected with --backends); run it on "
+            "Inf1/Inf2 in the Neuron environment (docs/inferentia.md)"
+        )
 
 
 def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "infkit.bench.model_worker", json.dumps(spec)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "infkit.bench.model_worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise InfkitError(f"measuring {spec['backend']} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: list[int], batch_sizes: list[int],
-        out_dir: Path, threads: int, backends: list[str] | None = None, warmup: int = 10, iterations: int = 200,
-        max_seconds: float = 10.0, data: BenchData | None = None, echo: Callable[[str], None] = print,
-        data_parallel: bool = False) -> dict:
+def run(
+    net: torch.nn.Module,
+    model_name: str,
+    num_classes: int,
+    input_size: list[int],
+    batch_sizes: list[int],
+    out_dir: Path,
+    threads: int,
+    backends: list[str] | None = None,
+    warmup: int = 10,
+    iterations: int = 200,
+    max_seconds: float = 10.0,
+    data: BenchData | None = None,
+    echo: Callable[[str], None] = print,
+    data_parallel: bool = False,
+) -> dict:
     backends = [b for b in (backends or DEFAULT_BACKENDS) if b != "eager"]
     data = data or BenchData()
     if data_parallel:
         check_data_parallel(backends)
     echo(f"compiling {model_name} {input_size} for {', '.join(backends)} ...")
-    artifacts, skipped = compile_all(net, input_size, batch_sizes, out_dir / "artifacts", backends, data, echo,
-                                     data_parallel)
+    artifacts, skipped = compile_all(
+        net, input_size, batch_sizes, out_dir / "artifacts", backends, data, echo, data_parallel
+    )
     eager_path = save_eager(net, model_name, num_classes, input_size[0], out_dir / "artifacts" / "model.eager.pt")
     accuracy_data = None
     if data.test_images is not None:
         accuracy_data = out_dir / "artifacts" / "test_split.pt"
         torch.save((data.test_images, data.test_labels), accuracy_data)
-    rows, plan = [], [("eager", {"entries": [(None, eager_path)], "options": {}})] + list(artifacts.items())
+    rows, plan = [], [("eager", {"entries": [(None, eager_path)], "options": {}}), *list(artifacts.items())]
     if data_parallel:  # one more row per Neuron backend: its smallest artifact in DataParallel over all cores
-        plan += [(f"{b}{DP}", {"entries": [(None, a["entries"][0][1])], "options": a["options"]})
-                 for b, a in artifacts.items() if b in NEURON]
+        plan += [
+            (f"{b}{DP}", {"entries": [(None, a["entries"][0][1])], "options": a["options"]})
+            for b, a in artifacts.items()
+            if b in NEURON
+        ]
     for k, (label, art) in enumerate(plan, 1):
         backend = label.removesuffix(DP)
         echo(f"[{k}/{len(plan)}] measuring {label} at batch sizes {batch_sizes} ...")
@@ -131,20 +161,40 @@ def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: lis
         accuracy = None
         for bs, path in art["entries"]:
             sizes = [bs] if bs else batch_sizes
-            spec = {"backend": backend, "path": str(path), "input_size": input_size, "batch_sizes": sizes,
-                    "threads": threads, "warmup": warmup, "iterations": iterations, "max_seconds": max_seconds,
-                    "spinning": art["options"].get("allow_spinning"), "static_batch": bs is not None,
-                    "accuracy_data": str(accuracy_data) if accuracy_data and accuracy is None else None,
-                    "data_parallel": label.endswith(DP)}
+            spec = {
+                "backend": backend,
+                "path": str(path),
+                "input_size": input_size,
+                "batch_sizes": sizes,
+                "threads": threads,
+                "warmup": warmup,
+                "iterations": iterations,
+                "max_seconds": max_seconds,
+                "spinning": art["options"].get("allow_spinning"),
+                "static_batch": bs is not None,
+                "accuracy_data": str(accuracy_data) if accuracy_data and accuracy is None else None,
+                "data_parallel": label.endswith(DP),
+            }
             m = measure(spec)
             accuracy = m["accuracy"] if m["accuracy"] is not None else accuracy
             for r in m["results"]:
-                rows.append({"backend": label, "batch_size": r["batch_size"], "p50_ms": r["p50_ms"],
-                             "p90_ms": r["p90_ms"], "throughput_ips": r["throughput_ips"],
-                             "iterations": r["iterations"], "artifact_mib": size_bytes / 2**20,
-                             "memory_added_mib": m["memory_added_mib"], "load_s": m["load_s"]})
-                echo(f"    bs {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, "
-                     f"{r['throughput_ips']:.0f} img/s")
+                rows.append(
+                    {
+                        "backend": label,
+                        "batch_size": r["batch_size"],
+                        "p50_ms": r["p50_ms"],
+                        "p90_ms": r["p90_ms"],
+                        "throughput_ips": r["throughput_ips"],
+                        "iterations": r["iterations"],
+                        "artifact_mib": size_bytes / 2**20,
+                        "memory_added_mib": m["memory_added_mib"],
+                        "load_s": m["load_s"],
+                    }
+                )
+                echo(
+                    f"    bs {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, "
+                    f"{r['throughput_ips']:.0f} img/s"
+                )
         for row in rows:
             if row["backend"] == label:
                 row["top1_accuracy"] = accuracy
@@ -153,9 +203,16 @@ def run(net: torch.nn.Module, model_name: str, num_classes: int, input_size: lis
     eager = {r["batch_size"]: r["throughput_ips"] for r in rows if r["backend"] == "eager"}
     for row in rows:
         row["speedup_vs_eager"] = row["throughput_ips"] / eager[row["batch_size"]]
-    return {"model": model_name, "input_size": input_size, "num_params": sum(p.numel() for p in net.parameters()),
-            "threads": threads, "batch_sizes": batch_sizes, "rows": rows, "skipped": skipped,
-            "backend_options": {name: art["options"] for name, art in artifacts.items()},
-            "accuracy_images": None if data.test_labels is None else len(data.test_labels),
-            "calibration_images": None if data.calibration is None else len(data.calibration),
-            "machine": machine_info()}
+    return {
+        "model": model_name,
+        "input_size": input_size,
+        "num_params": sum(p.numel() for p in net.parameters()),
+        "threads": threads,
+        "batch_sizes": batch_sizes,
+        "rows": rows,
+        "skipped": skipped,
+        "backend_options": {name: art["options"] for name, art in artifacts.items()},
+        "accuracy_images": None if data.test_labels is None else len(data.test_labels),
+        "calibration_images": None if data.calibration is None else len(data.calibration),
+        "machine": machine_info(),
+    }

@@ -13,6 +13,7 @@ from infkit.errors import InfkitError
 @dataclass
 class BenchData:
     """Real images for the run: calibration (onnx_int8) and, with trained weights, the test split."""
+
     calibration: torch.Tensor | None = None
     test_images: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
@@ -38,8 +39,17 @@ def int8_flags(pairs: list[str]) -> dict:
     return options
 
 
-def load_data(data_overrides: list[str], input_size: list[int], mean, std, num_classes: int, int8_options: dict,
-              calibrate: bool, accuracy_images: int | None, out_dir: Path) -> BenchData:
+def load_data(
+    data_overrides: list[str],
+    input_size: list[int],
+    mean,
+    std,
+    num_classes: int,
+    int8_options: dict,
+    calibrate: bool,
+    accuracy_images: int | None,
+    out_dir: Path,
+) -> BenchData:
     """Real images from the data config (`data_overrides`, Hydra syntax; default: the project's default data) at
     the benchmark's input size: training images to calibrate int8, test images when accuracy is asked for."""
     import hydra
@@ -62,8 +72,10 @@ def load_data(data_overrides: list[str], input_size: list[int], mean, std, num_c
         data.calibration = calibration.images(dm.dataset(calibration.SPLIT), settings.images)
     if accuracy_images is not None:
         if dm.num_classes != num_classes:
-            raise InfkitError(f"the checkpoint has {num_classes} classes, data {dm.name!r} has {dm.num_classes}; pass "
-                              "--data with the experiment it was trained on, e.g. --data experiment=digits_example")
+            raise InfkitError(
+                f"the checkpoint has {num_classes} classes, data {dm.name!r} has {dm.num_classes}; pass "
+                "--data with the experiment it was trained on, e.g. --data experiment=digits_example"
+            )
         test = dm.dataset("test")
         n = min(int(accuracy_images), len(test))
         ids = np.linspace(0, len(test) - 1, n).round().astype(int)

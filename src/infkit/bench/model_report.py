@@ -15,30 +15,41 @@ def _ips(value: float) -> str:
 
 
 def markdown(result: dict) -> str:
-    head = ("| backend | batch | p50 ms | p90 ms | throughput img/s | × eager | top-1 % | artifact MiB | "
-            "memory added MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-    body = "".join(f"| {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                   f"{_ips(r['throughput_ips'])} | {r['speedup_vs_eager']:.2f} | {_pct(r.get('top1_accuracy'))} | "
-                   f"{r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |\n"
-                   for r in result["rows"])
+    head = (
+        "| backend | batch | p50 ms | p90 ms | throughput img/s | × eager | top-1 % | artifact MiB | "
+        "memory added MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+        f"{_ips(r['throughput_ips'])} | {r['speedup_vs_eager']:.2f} | {_pct(r.get('top1_accuracy'))} | "
+        f"{r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |\n"
+        for r in result["rows"]
+    )
     m = result["machine"]
-    foot = (f"\n{result['model']} {result['input_size']}, {result['num_params'] / 1e6:.2f} M parameters; "
-            f"{m['cpu_model']} ({m.get('int8_instructions', 'unknown')}), {m['usable_cores']} cores, "
-            f"{result['threads']} intra-op threads; torch {m['versions'].get('torch')}, "
-            f"onnxruntime {m['versions'].get('onnxruntime')}.\n")
+    foot = (
+        f"\n{result['model']} {result['input_size']}, {result['num_params'] / 1e6:.2f} M parameters; "
+        f"{m['cpu_model']} ({m.get('int8_instructions', 'unknown')}), {m['usable_cores']} cores, "
+        f"{result['threads']} intra-op threads; torch {m['versions'].get('torch')}, "
+        f"onnxruntime {m['versions'].get('onnxruntime')}.\n"
+    )
     if result.get("accuracy_images"):
         foot += f"top-1 % on {result['accuracy_images']} test-split images.\n"
     else:
         foot += "top-1 % not measured (random weights: pass --ckpt for accuracy).\n"
     if result.get("calibration_images"):
         int8 = result.get("backend_options", {}).get("onnx_int8", {})
-        foot += (f"onnx_int8: {int8.get('calibration_method', '?')} calibration on {result['calibration_images']} "
-                 f"training images, {int8.get('activation_type', '?')} activations, {int8.get('weight_type', '?')} "
-                 f"weights, per-channel {int8.get('per_channel', '?')}.\n")
+        foot += (
+            f"onnx_int8: {int8.get('calibration_method', '?')} calibration on {result['calibration_images']} "
+            f"training images, {int8.get('activation_type', '?')} activations, {int8.get('weight_type', '?')} "
+            f"weights, per-channel {int8.get('per_channel', '?')}.\n"
+        )
     spinning = {b: o["allow_spinning"] for b, o in result.get("backend_options", {}).items() if "allow_spinning" in o}
     if spinning:
-        foot += "ONNX Runtime thread spinning (measured at compile): " + ", ".join(
-            f"{b} {'on' if v else 'off'}" for b, v in spinning.items()) + ".\n"
+        foot += (
+            "ONNX Runtime thread spinning (measured at compile): "
+            + ", ".join(f"{b} {'on' if v else 'off'}" for b, v in spinning.items())
+            + ".\n"
+        )
     if result["skipped"]:
         foot += f"Not measured here: {', '.join(result['skipped'])} (not available on this machine).\n"
     return head + body + foot
@@ -67,9 +78,11 @@ def plot(result: dict, path: Path) -> None:
     sizes = result["batch_sizes"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     width = 0.8 / max(1, len(sizes))
-    panels = (("throughput_ips", "throughput (img/s, higher is better)"),
-              ("speedup_vs_eager", "speed-up vs eager at the same batch (×)"),
-              ("p50_ms", "p50 latency per batch (ms, lower is better)"))
+    panels = (
+        ("throughput_ips", "throughput (img/s, higher is better)"),
+        ("speedup_vs_eager", "speed-up vs eager at the same batch (×)"),
+        ("p50_ms", "p50 latency per batch (ms, lower is better)"),
+    )
     for j, bs in enumerate(sizes):
         by = {r["backend"]: r for r in result["rows"] if r["batch_size"] == bs}
         xs = np.arange(len(backends)) + j * width
@@ -85,8 +98,9 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     m = result["machine"]
     extra = " (labels: top-1 on the test split)" if any(v is not None for v in accuracy.values()) else ""
-    fig.suptitle(f"{result['model']} {result['input_size']} on {m['cpu_model']} ({m['usable_cores']} cores){extra}",
-                 fontsize=10)
+    fig.suptitle(
+        f"{result['model']} {result['input_size']} on {m['cpu_model']} ({m['usable_cores']} cores){extra}", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

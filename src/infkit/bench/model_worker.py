@@ -52,13 +52,31 @@ def main(spec: dict) -> dict:
     results = []
     for bs in spec["batch_sizes"]:
         x = torch.randn(bs, c, h, w)
-        arr = latencies(lambda x=x: fn(x), warmup=int(spec["warmup"]), repeats=int(spec["iterations"]),
-                        max_seconds=float(spec["max_seconds"]), min_repeats=5)
-        results.append({"batch_size": bs, "iterations": len(arr), "p50_ms": float(np.percentile(arr, 50) * 1e3),
-                        "p90_ms": float(np.percentile(arr, 90) * 1e3), "mean_ms": float(arr.mean() * 1e3),
-                        "throughput_ips": float(bs / arr.mean())})
-    return {"backend": spec["backend"], "load_s": load_s, "memory_added_mib": loaded - baseline,
-            "rss_mib": loaded, "results": results, "accuracy": accuracy(fn, spec)}
+        arr = latencies(
+            lambda x=x: fn(x),
+            warmup=int(spec["warmup"]),
+            repeats=int(spec["iterations"]),
+            max_seconds=float(spec["max_seconds"]),
+            min_repeats=5,
+        )
+        results.append(
+            {
+                "batch_size": bs,
+                "iterations": len(arr),
+                "p50_ms": float(np.percentile(arr, 50) * 1e3),
+                "p90_ms": float(np.percentile(arr, 90) * 1e3),
+                "mean_ms": float(arr.mean() * 1e3),
+                "throughput_ips": float(bs / arr.mean()),
+            }
+        )
+    return {
+        "backend": spec["backend"],
+        "load_s": load_s,
+        "memory_added_mib": loaded - baseline,
+        "rss_mib": loaded,
+        "results": results,
+        "accuracy": accuracy(fn, spec),
+    }
 
 
 def accuracy(fn, spec: dict) -> float | None:
@@ -74,8 +92,8 @@ def accuracy(fn, spec: dict) -> float | None:
     correct = 0
     with torch.inference_mode():
         for start in range(0, len(images), chunk):
-            x = images[start:start + chunk]
-            correct += int((run_bucketed(runners, x).argmax(1) == labels[start:start + chunk]).sum())
+            x = images[start : start + chunk]
+            correct += int((run_bucketed(runners, x).argmax(1) == labels[start : start + chunk]).sum())
     return correct / max(1, len(images))
 
 

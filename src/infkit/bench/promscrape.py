@@ -6,7 +6,7 @@ import re
 
 import requests
 
-LINE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)')
+LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 COUNTERS = ("ts_inference_requests_total", "ts_queue_latency_microseconds", "ts_inference_latency_microseconds")
 
@@ -62,7 +62,15 @@ def split(before: dict | None, after: dict | None) -> dict | None:
     q = after["ts_queue_latency_microseconds"] - before["ts_queue_latency_microseconds"]
     inf = after["ts_inference_latency_microseconds"] - before["ts_inference_latency_microseconds"]
     if not n:
-        return {"requests": 0, "mean_queue_ms": float("nan"), "mean_server_ms": float("nan"),
-                "mean_processing_ms": float("nan")}
-    return {"requests": int(round(n)), "mean_queue_ms": q / n / 1e3, "mean_server_ms": inf / n / 1e3,
-            "mean_processing_ms": (inf - q) / n / 1e3}
+        return {
+            "requests": 0,
+            "mean_queue_ms": float("nan"),
+            "mean_server_ms": float("nan"),
+            "mean_processing_ms": float("nan"),
+        }
+    return {
+        "requests": round(n),
+        "mean_queue_ms": q / n / 1e3,
+        "mean_server_ms": inf / n / 1e3,
+        "mean_processing_ms": (inf - q) / n / 1e3,
+    }

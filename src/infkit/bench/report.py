@@ -8,25 +8,57 @@ import json
 import math
 from pathlib import Path
 
-LEVEL_COLUMNS = ["mode", "level", "requests", "errors", "throughput_rps", "mean_s", "p50_s", "p90_s", "p99_s",
-                 "max_s", "late_requests", "server_requests", "server_queue_ms", "server_processing_ms", "server_total_ms",
-                 "client_processes", "client_cores_used", "client_cpu_util", "client_cpu_ms_per_request",
-                 "client_bottleneck", "stopped_by"]
+LEVEL_COLUMNS = [
+    "mode",
+    "level",
+    "requests",
+    "errors",
+    "throughput_rps",
+    "mean_s",
+    "p50_s",
+    "p90_s",
+    "p99_s",
+    "max_s",
+    "late_requests",
+    "server_requests",
+    "server_queue_ms",
+    "server_processing_ms",
+    "server_total_ms",
+    "client_processes",
+    "client_cores_used",
+    "client_cpu_util",
+    "client_cpu_ms_per_request",
+    "client_bottleneck",
+    "stopped_by",
+]
 
 
 def level_row(result: dict) -> dict:
     s, srv, cli = result["summary"], result.get("server") or {}, result.get("client") or {}
     lat = s["latency_s"]
-    return {"mode": result["mode"], "level": result["level"], "requests": s["requests"], "errors": s["errors"],
-            "throughput_rps": round(s["throughput_rps"], 3), "mean_s": lat["mean"], "p50_s": lat["p50"],
-            "p90_s": lat["p90"], "p99_s": lat["p99"], "max_s": lat["max"],
-            "late_requests": s["client_lag"]["late_requests"], "server_requests": srv.get("requests"),
-            "server_queue_ms": srv.get("mean_queue_ms"), "server_processing_ms": srv.get("mean_processing_ms"),
-            "server_total_ms": srv.get("mean_server_ms"), "client_processes": cli.get("processes"),
-            "client_cores_used": _round(cli.get("cores_used")), "client_cpu_util": _round(cli.get("cpu_util")),
-            "client_cpu_ms_per_request": _round(cli.get("cpu_ms_per_request")),
-            "client_bottleneck": cli.get("bottleneck"),
-            "stopped_by": result["stopped_by"]}
+    return {
+        "mode": result["mode"],
+        "level": result["level"],
+        "requests": s["requests"],
+        "errors": s["errors"],
+        "throughput_rps": round(s["throughput_rps"], 3),
+        "mean_s": lat["mean"],
+        "p50_s": lat["p50"],
+        "p90_s": lat["p90"],
+        "p99_s": lat["p99"],
+        "max_s": lat["max"],
+        "late_requests": s["client_lag"]["late_requests"],
+        "server_requests": srv.get("requests"),
+        "server_queue_ms": srv.get("mean_queue_ms"),
+        "server_processing_ms": srv.get("mean_processing_ms"),
+        "server_total_ms": srv.get("mean_server_ms"),
+        "client_processes": cli.get("processes"),
+        "client_cores_used": _round(cli.get("cores_used")),
+        "client_cpu_util": _round(cli.get("cpu_util")),
+        "client_cpu_ms_per_request": _round(cli.get("cpu_ms_per_request")),
+        "client_bottleneck": cli.get("bottleneck"),
+        "stopped_by": result["stopped_by"],
+    }
 
 
 def _round(value, digits: int = 4):
@@ -45,10 +77,17 @@ def _clean(obj):
 
 def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "results.json", "levels_csv": out_dir / "levels.csv",
-             "requests_csv": out_dir / "requests.csv", "png": out_dir / "latency_throughput.png"}
-    doc = {"config": config, "machine": machine,
-           "levels": [{k: v for k, v in r.items() if k != "records"} for r in results]}
+    paths = {
+        "json": out_dir / "results.json",
+        "levels_csv": out_dir / "levels.csv",
+        "requests_csv": out_dir / "requests.csv",
+        "png": out_dir / "latency_throughput.png",
+    }
+    doc = {
+        "config": config,
+        "machine": machine,
+        "levels": [{k: v for k, v in r.items() if k != "records"} for r in results],
+    }
     paths["json"].write_text(json.dumps(_clean(doc), indent=2) + "\n")
     neuron = any(r.get("neuron") for r in results)  # run beside neuron-monitor (--neuron-monitor)
     if neuron:
@@ -63,8 +102,17 @@ def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) 
         w.writerow(["level", "intended", "start", "end", "latency", "status", "warmup"])
         for r in results:
             for rec in r["records"]:
-                w.writerow([r["level"], f"{rec.intended:.6f}", f"{rec.start:.6f}", f"{rec.end:.6f}",
-                            f"{rec.latency:.6f}", rec.status, int(rec.warmup)])
+                w.writerow(
+                    [
+                        r["level"],
+                        f"{rec.intended:.6f}",
+                        f"{rec.start:.6f}",
+                        f"{rec.end:.6f}",
+                        f"{rec.latency:.6f}",
+                        rec.status,
+                        int(rec.warmup),
+                    ]
+                )
     plot_curve(results, paths["png"], machine)
     if neuron:
         paths["neuron_png"] = out_dir / "neuron.png"
@@ -86,8 +134,13 @@ def plot_curve(results: list[dict], path: Path, machine: dict) -> None:
             ax.plot(x, [r[key] * 1e3 for r in rows], style, label=key[:3])
         unit = "clients" if rows[0]["mode"] == "closed" else "req/s offered"
         for r in rows:
-            ax.annotate(f"{r['level']:g}", (r["throughput_rps"], r["p50_s"] * 1e3), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                f"{r['level']:g}",
+                (r["throughput_rps"], r["p50_s"] * 1e3),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
         ax.set_title(f"latency vs throughput (labels: {unit})", fontsize=10)
     ax.set_xlabel("throughput (requests/s)")
     ax.set_ylabel("latency (ms)")

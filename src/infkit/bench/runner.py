@@ -40,8 +40,13 @@ def progress_line(pid: int, w: dict) -> str:
     return f"pid {pid}: current throughput {w['throughput_rps']:.1f}, latency p50={p50:.3f} p90={p90:.3f}"
 
 
-def run_level(target: loadgen.Target, spec: LevelSpec, metrics_url: str | None = None, model: str | None = None,
-              echo: Callable[[str], None] = print) -> dict:
+def run_level(
+    target: loadgen.Target,
+    spec: LevelSpec,
+    metrics_url: str | None = None,
+    model: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Run one level; Ctrl-C stops it early and the result says so (what was measured is kept)."""
     before = promscrape.scrape(metrics_url, model) if metrics_url else None
     cores = usable_cores()
@@ -85,12 +90,20 @@ def run_level(target: loadgen.Target, spec: LevelSpec, metrics_url: str | None =
     measured = [r for r in records if not r.warmup]
     end = max((r.end for r in measured), default=measure_from)
     summary = summarize(records, max(end - measure_from, 1e-9))
-    return {"mode": spec.mode, "level": spec.level, "arrivals": spec.arrivals if spec.mode == "open" else None,
-            "summary": summary, "sent_including_warmup": len(records), "windows": windows,
-            "stopped_by": stopped_by, "interrupted": interrupted, "server": promscrape.split(before, after),
-            "client": client_cpu(load.cpu_s, wall, cores, len(records), load.processes, spec.cpu_limit)
-            | {"failures": load.failures},
-            "records": records}
+    return {
+        "mode": spec.mode,
+        "level": spec.level,
+        "arrivals": spec.arrivals if spec.mode == "open" else None,
+        "summary": summary,
+        "sent_including_warmup": len(records),
+        "windows": windows,
+        "stopped_by": stopped_by,
+        "interrupted": interrupted,
+        "server": promscrape.split(before, after),
+        "client": client_cpu(load.cpu_s, wall, cores, len(records), load.processes, spec.cpu_limit)
+        | {"failures": load.failures},
+        "records": records,
+    }
 
 
 def client_warnings(result: dict) -> list[str]:
@@ -100,22 +113,42 @@ def client_warnings(result: dict) -> list[str]:
 
 
 def _empty(spec: LevelSpec) -> dict:
-    return {"mode": spec.mode, "level": spec.level, "arrivals": spec.arrivals if spec.mode == "open" else None,
-            "summary": summarize([], 1e-9), "sent_including_warmup": 0, "windows": [], "stopped_by":
-            "interrupted (Ctrl-C)", "interrupted": True, "server": None, "client": None, "records": []}
+    return {
+        "mode": spec.mode,
+        "level": spec.level,
+        "arrivals": spec.arrivals if spec.mode == "open" else None,
+        "summary": summarize([], 1e-9),
+        "sent_including_warmup": 0,
+        "windows": [],
+        "stopped_by": "interrupted (Ctrl-C)",
+        "interrupted": True,
+        "server": None,
+        "client": None,
+        "records": [],
+    }
 
 
-def sweep(target: loadgen.Target, specs: Sequence[LevelSpec], metrics_url: str | None = None,
-          model: str | None = None, echo: Callable[[str], None] = print) -> list[dict]:
+def sweep(
+    target: loadgen.Target,
+    specs: Sequence[LevelSpec],
+    metrics_url: str | None = None,
+    model: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[dict]:
     results = []
     for k, spec in enumerate(specs, 1):
         unit = "clients" if spec.mode == "closed" else "req/s"
-        echo(f"level {k}/{len(specs)}: {spec.level:g} {unit} (warm-up {spec.warmup:g} s, at most {spec.max_duration:g} s)")
+        echo(
+            f"level {k}/{len(specs)}: {spec.level:g} {unit} (warm-up {spec.warmup:g} s, "
+            f"at most {spec.max_duration:g} s)"
+        )
         result = run_level(target, spec, metrics_url, model, echo)
         results.append(result)
         s = result["summary"]
-        echo(f"  -> {s['throughput_rps']:.1f} req/s, p50 {s['latency_s']['p50'] * 1e3:.1f} ms, "
-             f"p99 {s['latency_s']['p99'] * 1e3:.1f} ms, errors {s['errors']} ({result['stopped_by']})")
+        echo(
+            f"  -> {s['throughput_rps']:.1f} req/s, p50 {s['latency_s']['p50'] * 1e3:.1f} ms, "
+            f"p99 {s['latency_s']['p99'] * 1e3:.1f} ms, errors {s['errors']} ({result['stopped_by']})"
+        )
         for line in client_warnings(result):
             echo(f"  {line}")
         if result["interrupted"]:

@@ -57,8 +57,11 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True, name="soak-sampler")
 
     def sample(self) -> dict:
-        return {"t": time.perf_counter(), **memory_mib(self.state_dir),
-                "log_bytes": logs.log_bytes(self.state_dir / "logs")}
+        return {
+            "t": time.perf_counter(),
+            **memory_mib(self.state_dir),
+            "log_bytes": logs.log_bytes(self.state_dir / "logs"),
+        }
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -75,19 +78,31 @@ class Sampler:
         self.samples.append(self.sample())
 
 
-def capacity(target: loadgen.Target, clients: int = 16, seconds: float = 20.0,
-             echo: Callable[[str], None] = print) -> float:
+def capacity(
+    target: loadgen.Target, clients: int = 16, seconds: float = 20.0, echo: Callable[[str], None] = print
+) -> float:
     """Closed-loop throughput with `clients` clients: the rate a soak takes its fraction of."""
-    result = run_level(target, LevelSpec(mode="closed", level=clients, warmup=min(5.0, seconds / 4),
-                                         max_duration=seconds, interval=seconds), echo=echo)
+    result = run_level(
+        target,
+        LevelSpec(mode="closed", level=clients, warmup=min(5.0, seconds / 4), max_duration=seconds, interval=seconds),
+        echo=echo,
+    )
     return float(result["summary"]["throughput_rps"])
 
 
-def soak(target: loadgen.Target, state_dir: Path, rate: float, duration: float, window: float = 300.0,
-         workers: int = 32, echo: Callable[[str], None] = print) -> dict:
+def soak(
+    target: loadgen.Target,
+    state_dir: Path,
+    rate: float,
+    duration: float,
+    window: float = 300.0,
+    workers: int = 32,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Open loop at `rate` for `duration` seconds; the result is cut into windows of `window` seconds."""
-    spec = LevelSpec(mode="open", level=rate, warmup=0.0, max_duration=duration, interval=min(window, 60.0),
-                     workers=workers)
+    spec = LevelSpec(
+        mode="open", level=rate, warmup=0.0, max_duration=duration, interval=min(window, 60.0), workers=workers
+    )
     with Sampler(state_dir, every=min(5.0, window / 4)) as sampler:
         level = run_level(target, spec, echo=echo)
     records = level.pop("records")
@@ -101,29 +116,58 @@ def soak(target: loadgen.Target, state_dir: Path, rate: float, duration: float, 
             continue
         mem = [s for s in sampler.samples if s["t"] < hi + 1e-9] or sampler.samples[:1]
         lat = percentiles([r.latency for r in inside], qs=(50, 99))
-        rows.append({"window": k + 1, "from_s": round(lo - t0, 1), "to_s": round(hi - t0, 1),
-                     "requests": len(inside), "errors": sum(not 200 <= r.status < 300 for r in inside),
-                     "p50_ms": lat["p50"] * 1e3, "p99_ms": lat["p99"] * 1e3,
-                     "workers_rss_mib": mem[-1].get("workers"), "frontend_rss_mib": mem[-1].get("frontend"),
-                     "log_bytes": mem[-1]["log_bytes"]})
+        rows.append(
+            {
+                "window": k + 1,
+                "from_s": round(lo - t0, 1),
+                "to_s": round(hi - t0, 1),
+                "requests": len(inside),
+                "errors": sum(not 200 <= r.status < 300 for r in inside),
+                "p50_ms": lat["p50"] * 1e3,
+                "p99_ms": lat["p99"] * 1e3,
+                "workers_rss_mib": mem[-1].get("workers"),
+                "frontend_rss_mib": mem[-1].get("frontend"),
+                "log_bytes": mem[-1]["log_bytes"],
+            }
+        )
     first, last = sampler.samples[0], sampler.samples[-1]
-    return {"rate": rate, "duration_s": duration, "window_s": window, "summary": level["summary"], "windows": rows,
-            "interrupted": level["interrupted"],
-            "memory_mib": {"workers_start": first.get("workers"), "workers_end": last.get("workers"),
-                           "frontend_start": first.get("frontend"), "frontend_end": last.get("frontend")},
-            "logs": {"bytes_start": first["log_bytes"], "bytes_end": last["log_bytes"],
-                     "bytes_per_request": (last["log_bytes"] - first["log_bytes"]) / max(1, len(records))}}
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "window_s": window,
+        "summary": level["summary"],
+        "windows": rows,
+        "interrupted": level["interrupted"],
+        "memory_mib": {
+            "workers_start": first.get("workers"),
+            "workers_end": last.get("workers"),
+            "frontend_start": first.get("frontend"),
+            "frontend_end": last.get("frontend"),
+        },
+        "logs": {
+            "bytes_start": first["log_bytes"],
+            "bytes_end": last["log_bytes"],
+            "bytes_per_request": (last["log_bytes"] - first["log_bytes"]) / max(1, len(records)),
+        },
+    }
 
 
 def markdown(result: dict) -> str:
-    head = ("| window | seconds | requests | errors | p50 ms | p99 ms | workers RSS MiB | frontend RSS MiB | log bytes |\n"
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    body = "".join(f"| {w['window']} | {w['from_s']:g}-{w['to_s']:g} | {w['requests']} | {w['errors']} | "
-                   f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {w['workers_rss_mib'] or 0:.0f} | "
-                   f"{w['frontend_rss_mib'] or 0:.0f} | {w['log_bytes']} |\n" for w in result["windows"])
+    head = (
+        "| window | seconds | requests | errors | p50 ms | p99 ms | workers RSS MiB | frontend RSS MiB | log bytes |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {w['window']} | {w['from_s']:g}-{w['to_s']:g} | {w['requests']} | {w['errors']} | "
+        f"{w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {w['workers_rss_mib'] or 0:.0f} | "
+        f"{w['frontend_rss_mib'] or 0:.0f} | {w['log_bytes']} |\n"
+        for w in result["windows"]
+    )
     m, lg = result["memory_mib"], result["logs"]
-    return (head + body + f"\nopen loop at {result['rate']:.1f} req/s for {result['duration_s']:g} s: "
-            f"{result['summary']['requests']} requests, {result['summary']['errors']} errors; worker RSS "
-            f"{m['workers_start'] or 0:.0f} -> {m['workers_end'] or 0:.0f} MiB, frontend "
-            f"{m['frontend_start'] or 0:.0f} -> {m['frontend_end'] or 0:.0f} MiB; logs "
-            f"{lg['bytes_start']} -> {lg['bytes_end']} bytes ({lg['bytes_per_request']:.2f} bytes per request).\n")
+    return (
+        head + body + f"\nopen loop at {result['rate']:.1f} req/s for {result['duration_s']:g} s: "
+        f"{result['summary']['requests']} requests, {result['summary']['errors']} errors; worker RSS "
+        f"{m['workers_start'] or 0:.0f} -> {m['workers_end'] or 0:.0f} MiB, frontend "
+        f"{m['frontend_start'] or 0:.0f} -> {m['frontend_end'] or 0:.0f} MiB; logs "
+        f"{lg['bytes_start']} -> {lg['bytes_end']} bytes ({lg['bytes_per_request']:.2f} bytes per request).\n"
+    )

@@ -33,11 +33,13 @@ def summarize(records: Iterable[Record], duration: float, lag_tolerance: float =
         "errors_by_status": dict(sorted(errors.items())),
         "duration_s": duration,
         "throughput_rps": len(measured) / duration if duration > 0 else float("nan"),
-        "latency_s": {"mean": float(np.mean(lat)) if lat else float("nan"), **percentiles(lat),
-                      "max": float(max(lat)) if lat else float("nan")},
+        "latency_s": {
+            "mean": float(np.mean(lat)) if lat else float("nan"),
+            **percentiles(lat),
+            "max": float(max(lat)) if lat else float("nan"),
+        },
         "ok_latency_s": percentiles(ok),
-        "client_lag": {"late_requests": late, "tolerance_s": lag_tolerance,
-                       "max_s": float(max(lags)) if lags else 0.0},
+        "client_lag": {"late_requests": late, "tolerance_s": lag_tolerance, "max_s": float(max(lags)) if lags else 0.0},
     }
 
 
@@ -65,8 +67,9 @@ def stable(windows: Sequence[dict], count: int, tolerance: float) -> bool:
 CPU_LIMIT = 0.8  # as Triton Model Analyzer's perf_analyzer_cpu_util guard: 80 % of the client's cores
 
 
-def client_cpu(cpu_s: Sequence[float], wall_s: float, cores: int, requests: int, load_processes: int,
-               limit: float = CPU_LIMIT) -> dict:
+def client_cpu(
+    cpu_s: Sequence[float], wall_s: float, cores: int, requests: int, load_processes: int, limit: float = CPU_LIMIT
+) -> dict:
     """The client's own CPU use over a level: user+sys seconds of each client process, per wall second, per usable
     core. A Python process uses at most about one core, so the client was the bottleneck when one process was busy
     `limit` of a core, or all together `limit` of the machine's usable cores; the warning says the fix."""
@@ -76,15 +79,32 @@ def client_cpu(cpu_s: Sequence[float], wall_s: float, cores: int, requests: int,
     util = total / wall / max(cores, 1)
     warnings = []
     if util >= limit:
-        warnings.append(f"the client used {util:.0%} of the {cores} usable cores (limit {limit:.0%}): the numbers "
-                        "measure the client, not the server; run the client on another machine, or use fewer clients")
+        warnings.append(
+            f"the client used {util:.0%} of the {cores} usable cores (limit {limit:.0%}): the numbers "
+            "measure the client, not the server; run the client on another machine, or use fewer clients"
+        )
     elif busiest >= limit:
-        fix = (f"raise --processes (now {load_processes}; up to {cores}, one per usable core)"
-               if load_processes < cores else "run the client on another machine with more cores")
-        warnings.append(f"a client process was busy {busiest:.0%} of a core (limit {limit:.0%}; a Python process "
-                        f"uses at most one): the client was the bottleneck; {fix}")
-    return {"processes": load_processes, "cpu_s": total, "cpu_by_process_s": [float(c) for c in cpu_s],
-            "wall_s": wall_s, "cores_used": total / wall, "usable_cores": cores, "cpu_util": util,
-            "busiest_process_util": busiest, "requests": requests,
-            "cpu_ms_per_request": total / requests * 1e3 if requests else float("nan"),
-            "limit": limit, "bottleneck": bool(warnings), "warnings": warnings}
+        fix = (
+            f"raise --processes (now {load_processes}; up to {cores}, one per usable core)"
+            if load_processes < cores
+            else "run the client on another machine with more cores"
+        )
+        warnings.append(
+            f"a client process was busy {busiest:.0%} of a core (limit {limit:.0%}; a Python process "
+            f"uses at most one): the client was the bottleneck; {fix}"
+        )
+    return {
+        "processes": load_processes,
+        "cpu_s": total,
+        "cpu_by_process_s": [float(c) for c in cpu_s],
+        "wall_s": wall_s,
+        "cores_used": total / wall,
+        "usable_cores": cores,
+        "cpu_util": util,
+        "busiest_process_util": busiest,
+        "requests": requests,
+        "cpu_ms_per_request": total / requests * 1e3 if requests else float("nan"),
+        "limit": limit,
+        "bottleneck": bool(warnings),
+        "warnings": warnings,
+    }

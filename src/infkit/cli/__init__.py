@@ -11,16 +11,18 @@ import sys
 #: sub-command -> (module under infkit.cli, one line for `infkit --help`, the original script it also runs as)
 STAGES: dict[str, tuple[str, str, str]] = {
     "train": ("train", "train a timm classifier (Hydra overrides, e.g. experiment=digits_example)", "src/train.py"),
-    "trace": ("trace", "compile a checkpoint: neuron, neuronx, torchscript, onnx, onnx_int8, export",
-              "src/trace_inferentia.py"),
+    "trace": (
+        "trace",
+        "compile a checkpoint: neuron, neuronx, torchscript, onnx, onnx_int8, export",
+        "src/trace_inferentia.py",
+    ),
     "package": ("package", "pack a compiled artifact into a TorchServe .mar", "src/package.py"),
     "serve": ("serve", "start | stop | status a TorchServe on loopback", "src/serve.py"),
     "explain": ("explain", "ask a running server for an attribution overlay PNG", "src/explain.py"),
     "bench": ("bench", "load-test a served model (closed/open loop, sweeps)", "src/utils/benchmark.py"),
     "bench-model": ("bench_model", "every backend in-process x batch sizes", "src/bench_model.py"),
     "soak": ("soak", "long open-loop load at a fraction of capacity", "src/soak.py"),
-    "neuron-exporter": ("neuron_exporter", "neuron-monitor's reports as Prometheus metrics",
-                        "src/neuron_exporter.py"),
+    "neuron-exporter": ("neuron_exporter", "neuron-monitor's reports as Prometheus metrics", "src/neuron_exporter.py"),
     "demo": ("demo", "the main job end to end on the embedded digits data", "src/demo.py"),
 }
 

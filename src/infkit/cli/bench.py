@@ -43,6 +43,7 @@ def positive(kind):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
         return value
+
     return conv
 
 
@@ -70,36 +71,69 @@ def fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True, help="prediction URL, e.g. http://127.0.0.1:8080/predictions/digits_resnet18_onnx")
+    p.add_argument(
+        "--url", required=True, help="prediction URL, e.g. http://127.0.0.1:8080/predictions/digits_resnet18_onnx"
+    )
     p.add_argument("--num_thread", type=positive(int), default=64, help="closed loop: concurrent clients (default 64)")
     p.add_argument("--rate", type=positive(float), default=None, help="open loop: requests per second")
     p.add_argument("--arrivals", choices=("constant", "poisson"), default="constant", help="open loop arrivals")
     p.add_argument("--workers", type=positive(int), default=64, help="open loop: sender threads (default 64)")
-    p.add_argument("--processes", type=processes, default=None, metavar="N|auto",
-                   help="client processes sharing the load, each with keep-alive connections (default auto: one per "
-                        "16 clients or 1000 req/s, up to the usable cores)")
-    p.add_argument("--client-cpu-limit", type=fraction, default=CPU_LIMIT, metavar="F",
-                   help="warn that the client was the bottleneck when it used this fraction of its cores, or one "
-                        f"process this fraction of a core (default {CPU_LIMIT})")
-    p.add_argument("--sweep", type=parse_levels, default=None,
-                   help="levels to sweep: concurrencies, or rates with --rate given (e.g. 1,2,4,8)")
-    p.add_argument("--images", nargs="+", type=Path, default=None,
-                   help="image files to send in turn (default: every tests/resources/*/*.png)")
+    p.add_argument(
+        "--processes",
+        type=processes,
+        default=None,
+        metavar="N|auto",
+        help="client processes sharing the load, each with keep-alive connections (default auto: one per "
+        "16 clients or 1000 req/s, up to the usable cores)",
+    )
+    p.add_argument(
+        "--client-cpu-limit",
+        type=fraction,
+        default=CPU_LIMIT,
+        metavar="F",
+        help="warn that the client was the bottleneck when it used this fraction of its cores, or one "
+        f"process this fraction of a core (default {CPU_LIMIT})",
+    )
+    p.add_argument(
+        "--sweep",
+        type=parse_levels,
+        default=None,
+        help="levels to sweep: concurrencies, or rates with --rate given (e.g. 1,2,4,8)",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="image files to send in turn (default: every tests/resources/*/*.png)",
+    )
     p.add_argument("--duration", type=positive(float), default=30.0, help="measured seconds per level, at most")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds excluded from the results (default 5)")
     p.add_argument("--interval", type=positive(float), default=5.0, help="seconds between progress lines")
     p.add_argument("--window", type=positive(float), default=5.0, help="sweep: window length in seconds")
     p.add_argument("--stable-windows", type=int, default=3, help="sweep: stop a level when this many windows agree")
     p.add_argument("--tolerance", type=positive(float), default=0.1, help="sweep: relative agreement (default 0.1)")
-    p.add_argument("--key-file", type=Path, default=Path("logs/serve/key_file.json"),
-                   help="TorchServe key file (token authorization), as src/serve.py writes it")
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        default=Path("logs/serve/key_file.json"),
+        help="TorchServe key file (token authorization), as src/serve.py writes it",
+    )
     p.add_argument("--token", default=None, help="inference token (overrides --key-file)")
-    p.add_argument("--metrics-url", default=None,
-                   help="TorchServe metrics URL for the server-side split (default: same host, port 8082; 'none' to skip)")
+    p.add_argument(
+        "--metrics-url",
+        default=None,
+        help="TorchServe metrics URL for the server-side split (default: same host, port 8082; 'none' to skip)",
+    )
     p.add_argument("--timeout", type=positive(float), default=60.0, help="per-request timeout in seconds")
-    p.add_argument("--neuron-monitor", dest="neuron_monitor", default=None, metavar="FILE|-",
-                   help="neuron-monitor's JSON stream (a file it writes to, or - for stdin): adds NeuronCore "
-                        "utilisation, memory and runtime latency per level")
+    p.add_argument(
+        "--neuron-monitor",
+        dest="neuron_monitor",
+        default=None,
+        metavar="FILE|-",
+        help="neuron-monitor's JSON stream (a file it writes to, or - for stdin): adds NeuronCore "
+        "utilisation, memory and runtime latency per level",
+    )
     p.add_argument("--out", type=Path, default=Path("logs/bench"), help="results go to <out>/<time>/")
     return p
 
@@ -139,10 +173,23 @@ def main(argv=None) -> int:
     mode = "open" if args.rate else "closed"
     levels = args.sweep or [args.rate if args.rate else args.num_thread]
     is_sweep = args.sweep is not None
-    specs = [LevelSpec(mode=mode, level=lv, warmup=args.warmup, max_duration=args.duration, interval=args.interval,
-                       window=args.window, stable_windows=args.stable_windows if is_sweep else 0,
-                       tolerance=args.tolerance, arrivals=args.arrivals, workers=args.workers,
-                       processes=args.processes, cpu_limit=args.client_cpu_limit) for lv in levels]
+    specs = [
+        LevelSpec(
+            mode=mode,
+            level=lv,
+            warmup=args.warmup,
+            max_duration=args.duration,
+            interval=args.interval,
+            window=args.window,
+            stable_windows=args.stable_windows if is_sweep else 0,
+            tolerance=args.tolerance,
+            arrivals=args.arrivals,
+            workers=args.workers,
+            processes=args.processes,
+            cpu_limit=args.client_cpu_limit,
+        )
+        for lv in levels
+    ]
     out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
     try:
@@ -166,27 +213,38 @@ def main(argv=None) -> int:
         s = r["summary"]
         lat = s["latency_s"]
         unit = "clients" if mode == "closed" else "req/s offered"
-        print(f"\n== {r['level']:g} {unit}: {s['requests']} requests in {s['duration_s']:.1f} s "
-              f"({r['sent_including_warmup'] - s['requests']} more in warm-up), stopped by {r['stopped_by']}")
+        print(
+            f"\n== {r['level']:g} {unit}: {s['requests']} requests in {s['duration_s']:.1f} s "
+            f"({r['sent_including_warmup'] - s['requests']} more in warm-up), stopped by {r['stopped_by']}"
+        )
         print(f"   errors: {s['errors']} {s['errors_by_status'] or ''}")
         print(f"   throughput: {s['throughput_rps']:.1f} req/s")
-        print(f"   latency s: mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
-              f"p99={lat['p99']:.3f} max={lat['max']:.3f}")
+        print(
+            f"   latency s: mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
+            f"p99={lat['p99']:.3f} max={lat['max']:.3f}"
+        )
         if mode == "open":
             lag = s["client_lag"]
-            behind = (f"the client fell behind its schedule for {lag['late_requests']} requests "
-                      f"(max {lag['max_s'] * 1e3:.0f} ms late): add --workers or lower --rate"
-                      if lag["late_requests"] else "the client kept its schedule")
+            behind = (
+                f"the client fell behind its schedule for {lag['late_requests']} requests "
+                f"(max {lag['max_s'] * 1e3:.0f} ms late): add --workers or lower --rate"
+                if lag["late_requests"]
+                else "the client kept its schedule"
+            )
             print(f"   {behind}")
         if r["server"]:
             srv = r["server"]
-            print(f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
-                  f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server")
+            print(
+                f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
+                f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server"
+            )
         if r["client"]:
             c = r["client"]
-            print(f"   client: {c['processes']} process{'es' if c['processes'] > 1 else ''}, "
-                  f"{c['cores_used']:.2f} of {c['usable_cores']} cores ({c['cpu_util']:.0%}), busiest process "
-                  f"{c['busiest_process_util']:.0%} of a core, {c['cpu_ms_per_request']:.2f} ms CPU per request")
+            print(
+                f"   client: {c['processes']} process{'es' if c['processes'] > 1 else ''}, "
+                f"{c['cores_used']:.2f} of {c['usable_cores']} cores ({c['cpu_util']:.0%}), busiest process "
+                f"{c['busiest_process_util']:.0%} of a core, {c['cpu_ms_per_request']:.2f} ms CPU per request"
+            )
         for line in client_warnings(r):
             print(f"   {line}")
         if r.get("neuron"):

@@ -1,8 +1,9 @@
-"""infkit bench-model / python src/bench_model.py: benchmark a model in-process: eager and every backend available here (torchscript, onnx, onnx_int8, export;
-neuron/neuronx where their SDK imports) x batch sizes, with speed-up vs eager and, for a checkpoint, test accuracy.
+"""infkit bench-model / python src/bench_model.py: benchmark a model in-process: eager and every backend available
+here (torchscript, onnx, onnx_int8, export; neuron/neuronx where their SDK imports) x batch sizes, with speed-up vs
+eager and, for a checkpoint, test accuracy.
 
     python src/bench_model.py --ckpt <trained .ckpt>                       # the trained model at its input size
-    python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed does not depend on them
+    python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed is the same
     python src/bench_model.py --ckpt <ckpt> --backends neuronx --data-parallel   # Inf2: also DataParallel, all cores
 
 onnx_int8 is calibrated on real training images of the data config (--data; default: the embedded digits, resized
@@ -26,8 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--ckpt", type=Path, help="checkpoint written by src/train.py")
     src.add_argument("--model", help="timm model name (random weights)")
     p.add_argument("--num-classes", type=int, default=10, help="with --model (default 10)")
-    p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                   help="with --model (default 3 224 224); with --ckpt it comes from the checkpoint")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("C", "H", "W"),
+        help="with --model (default 3 224 224); with --ckpt it comes from the checkpoint",
+    )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--backends", nargs="+", default=None, help="default: every registered backend (eager always)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all usable cores)")
@@ -35,15 +42,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per batch size")
     p.add_argument("--calibration-images", default=256, help="onnx_int8: training images to calibrate on")
     p.add_argument("--calibration-method", default="minmax", help="onnx_int8: minmax, entropy or percentile")
-    p.add_argument("--int8", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="other onnx_int8 options, e.g. activation_type=int8 weight_type=int8 reduce_range=true")
-    p.add_argument("--data", nargs="+", default=[], metavar="OVERRIDE",
-                   help="Hydra overrides choosing the data, e.g. experiment=cifar10_example data.root=DIR")
+    p.add_argument(
+        "--int8",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other onnx_int8 options, e.g. activation_type=int8 weight_type=int8 reduce_range=true",
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="Hydra overrides choosing the data, e.g. experiment=cifar10_example data.root=DIR",
+    )
     p.add_argument("--accuracy-images", type=int, default=2000, help="with --ckpt: test-split images (at most)")
     p.add_argument("--out", type=Path, default=Path("logs/bench"))
-    p.add_argument("--data-parallel", action="store_true",
-                   help="Neuron backends also measured in DataParallel over all NeuronCores (rows <backend>+dp; "
-                        "needs torch-neuron or torch-neuronx; neuron is then compiled without pipelining)")
+    p.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="Neuron backends also measured in DataParallel over all NeuronCores (rows <backend>+dp; "
+        "needs torch-neuron or torch-neuronx; neuron is then compiled without pipelining)",
+    )
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1:
         p.error(f"--batch-sizes {args.batch_sizes}: give whole numbers >= 1")
@@ -53,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     from infkit.model import create_network
     from infkit.train import checkpoint
 
-    int8_options = {"calibration_images": args.calibration_images, "calibration_method": args.calibration_method,
-                    **model_data.int8_flags(args.int8)}
+    int8_options = {
+        "calibration_images": args.calibration_images,
+        "calibration_method": args.calibration_method,
+        **model_data.int8_flags(args.int8),
+    }
     backends = args.backends or model_bench.DEFAULT_BACKENDS
     for b in backends:
         if b != "eager":
@@ -75,14 +98,25 @@ def main(argv: list[str] | None = None) -> int:
         mean, std = cfg["mean"], cfg["std"]
     threads = args.threads or len(os.sched_getaffinity(0))
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
-    data = model_data.load_data(args.data, size, mean, std, classes, int8_options, calibrate,
-                                 args.accuracy_images if args.ckpt else None, out)
-    result = model_bench.run(net, name, classes, size, sorted(set(args.batch_sizes)), out, threads,
-                             backends=backends, iterations=args.iterations, max_seconds=args.max_seconds, data=data,
-                             data_parallel=args.data_parallel)
+    data = model_data.load_data(
+        args.data, size, mean, std, classes, int8_options, calibrate, args.accuracy_images if args.ckpt else None, out
+    )
+    result = model_bench.run(
+        net,
+        name,
+        classes,
+        size,
+        sorted(set(args.batch_sizes)),
+        out,
+        threads,
+        backends=backends,
+        iterations=args.iterations,
+        max_seconds=args.max_seconds,
+        data=data,
+        data_parallel=args.data_parallel,
+    )
     paths = model_report.write(result, out)
     print()
     print(paths["md"].read_text())
     print(f"results: {paths['md']}\n         {paths['json']}\n         {paths['png']}")
     return 0
-

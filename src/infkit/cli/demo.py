@@ -13,8 +13,10 @@ from infkit.cli._common import guarded
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv:
-        print("usage: infkit demo   (no arguments: it runs the whole pipeline on the embedded digits data)",
-              file=sys.stderr)
+        print(
+            "usage: infkit demo   (no arguments: it runs the whole pipeline on the embedded digits data)",
+            file=sys.stderr,
+        )
         return 2
     from infkit.demo import run
 

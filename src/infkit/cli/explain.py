@@ -12,8 +12,8 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from infkit.serve.auth import auth_header, inference_token
 from infkit.cli._common import guarded
+from infkit.serve.auth import auth_header, inference_token
 from infkit.serve.overlay import render
 
 
@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     out = r.json()
     path = args.out or args.image.with_suffix(".explain.png")
     image = Image.open(io.BytesIO(args.image.read_bytes()))
-    render(image, out["attributions"], path,
-           title=f"{args.model}: explaining '{out['label']}' (predicted index {out['predicted']})")
+    render(
+        image,
+        out["attributions"],
+        path,
+        title=f"{args.model}: explaining '{out['label']}' (predicted index {out['predicted']})",
+    )
     print(f"explained class {out['label']!r}; wrote {path}")
     return 0
 

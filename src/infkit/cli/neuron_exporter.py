@@ -30,8 +30,11 @@ def port_number(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=port_number, default=9010, help="HTTP port for /metrics (default 9010)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: loopback only, for a Prometheus on this host)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: loopback only, for a Prometheus on this host)",
+    )
     p.add_argument("--input", default="-", help="neuron-monitor's output: a file (followed) or - for stdin (default)")
     return p
 
@@ -57,29 +60,35 @@ def main(argv=None) -> int:
     def on_report(report) -> None:
         exporter.update(report)
         if exporter.reports == 1:
-            print(f"first report: instance type {report.instance['instance_type'] or '(unknown)'}, "
-                  f"{len(report.runtimes)} Neuron runtime(s)", flush=True)
+            print(
+                f"first report: instance type {report.instance['instance_type'] or '(unknown)'}, "
+                f"{len(report.runtimes)} Neuron runtime(s)",
+                flush=True,
+            )
 
     try:
         httpd = prometheus.serve(exporter, args.host, args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port",
-              file=sys.stderr)
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port", file=sys.stderr
+        )
         return 2
     source = "stdin" if args.input == "-" else args.input
     if args.input == "-" and sys.stdin.isatty():
-        print("reading neuron-monitor reports from the terminal: pipe neuron-monitor into this script",
-              file=sys.stderr)
+        print("reading neuron-monitor reports from the terminal: pipe neuron-monitor into this script", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     server = threading.Thread(target=httpd.serve_forever, daemon=True, name="metrics-http")
     server.start()
     stream = Stream(args.input, keep=False, on_report=on_report, warn=warn).start()
-    print(f"serving neuron-monitor metrics from {source} on http://{args.host}:{args.port}/metrics "
-          f"(Ctrl-C stops)", flush=True)
+    print(
+        f"serving neuron-monitor metrics from {source} on http://{args.host}:{args.port}/metrics (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         stream.ended.wait()
-        print(f"input ended after {exporter.reports} report(s); still serving the last values (Ctrl-C stops)",
-              flush=True)
+        print(
+            f"input ended after {exporter.reports} report(s); still serving the last values (Ctrl-C stops)", flush=True
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

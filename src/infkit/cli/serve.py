@@ -1,4 +1,5 @@
-"""infkit serve / python src/serve.py: start | stop | status a TorchServe on loopback (Hydra overrides after the action)."""
+"""infkit serve / python src/serve.py: start | stop | status a TorchServe on loopback (Hydra overrides follow the
+action)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def invoked_as() -> str:
 
 def stop_command(overrides: list[str]) -> str:
     """The exact command that stops this server: the user's own overrides that say where its state lives."""
-    where = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in ("state_dir", "paths.log_dir", "paths.root_dir")]
+    where = [
+        o for o in overrides if o.split("=", 1)[0].lstrip("+~") in ("state_dir", "paths.log_dir", "paths.root_dir")
+    ]
     return " ".join([f"{invoked_as()} stop", *map(shlex.quote, where)])
 
 
@@ -30,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("start", "stop", "status"):
-        print(f"usage: {invoked_as()} start|stop|status [hydra overrides, e.g. models=[digits_resnet18_onnx]]",
-              file=sys.stderr)
+        print(
+            f"usage: {invoked_as()} start|stop|status [hydra overrides, e.g. models=[digits_resnet18_onnx]]",
+            file=sys.stderr,
+        )
         return 2
     action, overrides = argv[0], argv[1:]
     cfg = compose_config("serve", overrides, output_dir=".")
@@ -39,8 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     if action == "start":
         srv = ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True))
         strict = cfg.serve.get("strict_models")
-        state = server.start(srv, cfg.model_store, state_dir, list(cfg.models),
-                             strict=None if strict is None else bool(strict), stop_command=stop_command(overrides))
+        state = server.start(
+            srv,
+            cfg.model_store,
+            state_dir,
+            list(cfg.models),
+            strict=None if strict is None else bool(strict),
+            stop_command=stop_command(overrides),
+        )
         print(f"TorchServe is up (pid {state['pid']}): models {', '.join(state['models'])}")
         for name, why in state["failed"].items():
             print(f"  NOT SERVED     {name}: {why}")

@@ -43,20 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     images = args.images or sample_images()
     if not images:
         p.error("no images: pass --images")
-    target = loadgen.Target(args.url, [Path(i).read_bytes() for i in images],
-                            inference_token(args.state_dir / "key_file.json"))
+    target = loadgen.Target(
+        args.url, [Path(i).read_bytes() for i in images], inference_token(args.state_dir / "key_file.json")
+    )
     rate = args.rate
     if rate is None:
         print(f"measuring capacity with {args.clients} clients ...", flush=True)
         rate = args.fraction * soak.capacity(target, args.clients)
         print(f"capacity x {args.fraction:g} = {rate:.1f} req/s", flush=True)
-    print(f"soaking at {rate:.1f} req/s for {args.minutes:g} min (Ctrl-C stops and keeps what was measured)",
-          flush=True)
+    print(
+        f"soaking at {rate:.1f} req/s for {args.minutes:g} min (Ctrl-C stops and keeps what was measured)", flush=True
+    )
     result = soak.soak(target, args.state_dir, rate, args.minutes * 60, args.window_minutes * 60)
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "soak.json").write_text(json.dumps({"result": result, "machine": machine_info(),
-                                               "config": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    (out / "soak.json").write_text(
+        json.dumps(
+            {"result": result, "machine": machine_info(), "config": {k: str(v) for k, v in vars(args).items()}},
+            indent=2,
+        )
+    )
     (out / "soak.md").write_text(soak.markdown(result))
     print(soak.markdown(result))
     print(f"results: {out / 'soak.json'}\n         {out / 'soak.md'}")

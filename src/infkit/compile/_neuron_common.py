@@ -23,7 +23,7 @@ def import_sdk(module: str, backend: str, package: str, target: str) -> tuple[Mo
     """(module, None) when the SDK imports, else (None, one line naming what to install and the way out)."""
     try:
         return importlib.import_module(module), None
-    except Exception as exc:  # noqa: BLE001 (the PyPI placeholders raise ImportError; a broken SDK anything)
+    except Exception as exc:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, (
             f"compile={backend} needs {package} ({target}), which does not import here ({why}); "
@@ -60,14 +60,23 @@ def summarize_analysis(result: Any) -> dict[str, Any]:
     """The manifest's record of an operator-support analysis (torch_neuronx.analyze's documented dict):
     support as a number, unsupported operators by kind and where they failed (not their call stacks)."""
     if not isinstance(result, Mapping) or "support_percentage" not in result:
-        return {"ran": True, "support_percentage": None,
-                "note": "the SDK logged its operator table; it returned no support_percentage"}
+        return {
+            "ran": True,
+            "support_percentage": None,
+            "note": "the SDK logged its operator table; it returned no support_percentage",
+        }
     pct = str(result["support_percentage"]).strip().rstrip("%")
-    unsupported = [{"kind": str(op.get("kind", "?")), "failure_at": str(op.get("failureAt", "?"))}
-                   for op in result.get("unsupported_operators") or [] if isinstance(op, Mapping)]
-    return {"ran": True, "support_percentage": float(pct),
-            "supported_operators": dict(result.get("supported_operators") or {}),
-            "unsupported_operators": unsupported}
+    unsupported = [
+        {"kind": str(op.get("kind", "?")), "failure_at": str(op.get("failureAt", "?"))}
+        for op in result.get("unsupported_operators") or []
+        if isinstance(op, Mapping)
+    ]
+    return {
+        "ran": True,
+        "support_percentage": float(pct),
+        "supported_operators": dict(result.get("supported_operators") or {}),
+        "unsupported_operators": unsupported,
+    }
 
 
 def stop_if_unsupported(analysis: Mapping[str, Any], fallback: bool, backend: str) -> None:
@@ -76,8 +85,10 @@ def stop_if_unsupported(analysis: Mapping[str, Any], fallback: bool, backend: st
     if pct is None or pct >= 100.0 or fallback:
         return
     kinds = ", ".join(f"{op['kind']} ({op['failure_at']})" for op in analysis["unsupported_operators"]) or "none listed"
-    raise InfkitError(f"compile={backend}: analyze finds {pct:.2f} % of operators supported; unsupported: {kinds}. "
-                      "Set compile.fallback=true to run them on CPU, or change the model")
+    raise InfkitError(
+        f"compile={backend}: analyze finds {pct:.2f} % of operators supported; unsupported: {kinds}. "
+        "Set compile.fallback=true to run them on CPU, or change the model"
+    )
 
 
 class NeuronSDKBackend:
@@ -108,16 +119,19 @@ class NeuronSDKBackend:
     def unavailable_reason(self) -> str | None:
         return import_sdk(*self.sdk)[1]
 
-    def load(self, path, threads: int | None = None, *, options: Mapping[str, Any] | None = None,
-             data_parallel: bool = False):
+    def load(
+        self, path, threads: int | None = None, *, options: Mapping[str, Any] | None = None, data_parallel: bool = False
+    ):
         """A callable on CPU tensors. `options`: the backend options recorded in the manifest (default: those of
         this instance's last compile). data_parallel: replicate over every NeuronCore this process sees."""
         options = dict(self._compiled_options if options is None else options)
         sdk = self._sdk()  # the runtime must be imported before torch.jit.load meets Neuron ops
         if data_parallel and pipeline_cores(options) > 1:
-            raise InfkitError(f"layout data_parallel cannot run a model pipelined over {pipeline_cores(options)} "
-                              "NeuronCores; use serve.neuron.layout=per_worker, or compile with "
-                              "compile.pipeline_cores=null")
+            raise InfkitError(
+                f"layout data_parallel cannot run a model pipelined over {pipeline_cores(options)} "
+                "NeuronCores; use serve.neuron.layout=per_worker, or compile with "
+                "compile.pipeline_cores=null"
+            )
         with torchscript_quiet():
             module = torch.jit.load(str(path))
         module = self._prepare(sdk, module, options, data_parallel)

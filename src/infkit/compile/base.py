@@ -23,8 +23,9 @@ class Backend(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when this backend can compile here, else one line saying what to install."""
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         """Compile `model` for inputs shaped like `example`, write the artifact to `path`, and return
         the options actually used (recorded in the manifest).
 

@@ -23,7 +23,7 @@ def run_bucketed(runners: Mapping[int | None, Callable[[torch.Tensor], torch.Ten
     outs, start = [], 0
     while start < len(x):
         size = bucket_for(len(x) - start, sizes)
-        chunk = x[start:start + size]
+        chunk = x[start : start + size]
         n = len(chunk)
         if n < size:
             chunk = torch.cat([chunk, chunk[-1:].expand(size - n, *chunk.shape[1:])])

@@ -30,8 +30,11 @@ class Settings:
     batch_size: int
 
     def record(self) -> dict[str, Any]:
-        return {f"calibration_{k}" if k in ("images", "method", "batch_size") else k: v
-                for k, v in asdict(self).items() if k != "percentile" or self.method == "percentile"}
+        return {
+            f"calibration_{k}" if k in ("images", "method", "batch_size") else k: v
+            for k, v in asdict(self).items()
+            if k != "percentile" or self.method == "percentile"
+        }
 
 
 def config_name(key: str) -> str:
@@ -50,8 +53,9 @@ def _whole(options: Mapping[str, Any], key: str, default: int, name: Callable[[s
     return value
 
 
-def _choice(options: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...],
-            name: Callable[[str], str]) -> str:
+def _choice(
+    options: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...], name: Callable[[str], str]
+) -> str:
     raw = options.get(key, default)
     value = str(raw).strip().lower()
     if value not in allowed:
@@ -94,8 +98,9 @@ def images(dataset, count: int, seed: int = 0) -> torch.Tensor:
     """`count` preprocessed images of a split's dataset ((image, label) items), drawn with a fixed seed across the
     whole split (an image folder is ordered by class: its first images would all be of one class)."""
     if len(dataset) == 0:
-        raise InfkitError(f"the {SPLIT} split is empty: int8 calibration needs real images from it; check the data "
-                          "config")
+        raise InfkitError(
+            f"the {SPLIT} split is empty: int8 calibration needs real images from it; check the data config"
+        )
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
     return torch.stack([dataset[int(i)][0] for i in order])
 

@@ -48,15 +48,20 @@ class ExportBackend:
         try:
             from torch._inductor import aoti_compile_and_package, aoti_load_package  # noqa: F401
         except ImportError as exc:
-            return f"compile=export needs torch >= 2.6 with AOTInductor ({exc}); use compile=onnx or compile=torchscript"
+            return (
+                f"compile=export needs torch >= 2.6 with AOTInductor ({exc}); use compile=onnx or compile=torchscript"
+            )
         compiler = _compiler()
         if shutil.which(compiler) is None:
-            return (f"compile=export needs a C++ compiler for AOTInductor and {compiler!r} is not on PATH; install one "
-                    "(e.g. apt-get install g++) or set CXX to it, or use compile=onnx or compile=torchscript here")
+            return (
+                f"compile=export needs a C++ compiler for AOTInductor and {compiler!r} is not on PATH; install one "
+                "(e.g. apt-get install g++) or set CXX to it, or use compile=onnx or compile=torchscript here"
+            )
         return None
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         from torch._inductor import aoti_compile_and_package
 
         reason = self.unavailable_reason()
@@ -73,12 +78,18 @@ class ExportBackend:
         log.info("AOTInductor: compiling %s with %s (a minute or more) ...", path.name, _compiler())
         try:
             aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
-        except Exception as exc:  # noqa: BLE001 - the C++ toolchain fails here in many ways: headers, linker, OpenMP
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise InfkitError(f"AOTInductor could not build {path.name} with {_compiler()!r} ({first}); check the C++ "
-                              "toolchain (g++ with OpenMP), or use compile=onnx or compile=torchscript") from None
-        return {"dynamic_batch": {"min": 1, "max": max_batch}, "freezing": freezing, "compiler": _compiler(),
-                "api": "torch.export.export + torch._inductor.aoti_compile_and_package (prototype)"}
+            raise InfkitError(
+                f"AOTInductor could not build {path.name} with {_compiler()!r} ({first}); check the C++ "
+                "toolchain (g++ with OpenMP), or use compile=onnx or compile=torchscript"
+            ) from None
+        return {
+            "dynamic_batch": {"min": 1, "max": max_batch},
+            "freezing": freezing,
+            "compiler": _compiler(),
+            "api": "torch.export.export + torch._inductor.aoti_compile_and_package (prototype)",
+        }
 
     def load(self, path: Path, threads: int | None = None):
         """The packaged model; `threads` sets torch's intra-op (OpenMP) threads, which the compiled kernels use."""
@@ -88,11 +99,12 @@ class ExportBackend:
             torch.set_num_threads(int(threads))
         try:
             compiled = aoti_load_package(str(path))
-        except Exception as exc:  # noqa: BLE001 - a package from another torch fails in many ways
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise InfkitError(f"{Path(path).name} does not load with torch {torch.__version__} ({first}); an "
-                              "AOTInductor package runs only with the torch that compiled it: compile again here") \
-                from None
+            raise InfkitError(
+                f"{Path(path).name} does not load with torch {torch.__version__} ({first}); an "
+                "AOTInductor package runs only with the torch that compiled it: compile again here"
+            ) from None
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():

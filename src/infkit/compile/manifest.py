@@ -77,5 +77,7 @@ def verify_artifacts(directory: Path, manifest: dict[str, Any]) -> None:
             raise InfkitError(f"artifact {entry['file']!r} named in the manifest is missing from {directory}")
         digest = sha256(path)
         if digest != entry["sha256"]:
-            raise InfkitError(f"artifact {entry['file']!r} has sha256 {digest[:12]}…, the manifest says "
-                              f"{entry['sha256'][:12]}…: the file changed after compilation; compile again")
+            raise InfkitError(
+                f"artifact {entry['file']!r} has sha256 {digest[:12]}…, the manifest says "
+                f"{entry['sha256'][:12]}…: the file changed after compilation; compile again"
+            )

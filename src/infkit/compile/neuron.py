@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 SDK = ("torch_neuron", "neuron", "torch-neuron", "Inf1; torch 1.13 on Python 3.9-3.10")
 
 #: torch.neuron.trace keywords the config passes through when set (null: the SDK's default)
-PASS_THROUGH = {"compiler_timeout": int, "compiler_workdir": str, "minimum_segment_size": int,
-                "single_fusion_ratio_threshold": float}
+PASS_THROUGH = {
+    "compiler_timeout": int,
+    "compiler_workdir": str,
+    "minimum_segment_size": int,
+    "single_fusion_ratio_threshold": float,
+}
 
 
 def pipeline_cores_for(num_params: int) -> int:
@@ -43,8 +47,10 @@ def resolve_pipeline_cores(options: Mapping[str, Any], num_params: int) -> int:
     except (TypeError, ValueError):
         cores = -1
     if cores < 0:
-        raise InfkitError(f"compile.pipeline_cores={options.get('pipeline_cores')!r} is not valid; "
-                          "use auto, null or a whole number of NeuronCores such as 4")
+        raise InfkitError(
+            f"compile.pipeline_cores={options.get('pipeline_cores')!r} is not valid; "
+            "use auto, null or a whole number of NeuronCores such as 4"
+        )
     return cores
 
 
@@ -68,8 +74,9 @@ def _cast(key: str, value: Any, kind: type) -> Any:
     except (TypeError, ValueError):
         out = None
     if out is None or (kind is not str and out <= 0):
-        raise InfkitError(f"compile.{key}={value!r} is not valid; give a positive {kind.__name__} or null "
-                          "(the SDK's default)")
+        raise InfkitError(
+            f"compile.{key}={value!r} is not valid; give a positive {kind.__name__} or null (the SDK's default)"
+        )
     return out
 
 
@@ -95,8 +102,9 @@ def optimizations_for(names: list[str], sdk) -> list[Any]:
     known = [n for n in dir(enum) if n.isupper()]
     bad = [n for n in names if n not in known]
     if bad:
-        raise InfkitError(f"compile.optimizations: {', '.join(bad)} unknown to this torch-neuron; "
-                          f"valid: {', '.join(known) or 'none'}")
+        raise InfkitError(
+            f"compile.optimizations: {', '.join(bad)} unknown to this torch-neuron; valid: {', '.join(known) or 'none'}"
+        )
     return [getattr(enum, n) for n in names]
 
 
@@ -104,20 +112,38 @@ class NeuronBackend(NeuronSDKBackend):
     name = "neuron"
     suffix = ".neuron.traced.pt"
     sdk = SDK
-    option_names = frozenset({"pipeline_cores", "fast_math", "compiler_args", "compiler_timeout", "compiler_workdir",
-                              "fallback", "optimizations", "separate_weights", "dynamic_batch_size",
-                              "minimum_segment_size", "single_fusion_ratio_threshold", "analyze"})
+    option_names = frozenset(
+        {
+            "pipeline_cores",
+            "fast_math",
+            "compiler_args",
+            "compiler_timeout",
+            "compiler_workdir",
+            "fallback",
+            "optimizations",
+            "separate_weights",
+            "dynamic_batch_size",
+            "minimum_segment_size",
+            "single_fusion_ratio_threshold",
+            "analyze",
+        }
+    )
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         sdk = self._sdk()  # registers torch.neuron
         num_params = sum(p.numel() for p in model.parameters())
         kwargs = trace_kwargs(options, num_params)
-        used = {**kwargs, "pipeline_cores": resolve_pipeline_cores(options, num_params),
-                "compiled_batch_size": int(example.shape[0])}
+        used = {
+            **kwargs,
+            "pipeline_cores": resolve_pipeline_cores(options, num_params),
+            "compiled_batch_size": int(example.shape[0]),
+        }
         if options.get("analyze"):
-            used["analyze"] = self._analyze_once(model, lambda: torch.neuron.analyze_model(model,
-                                                                                          example_inputs=[example]))
+            used["analyze"] = self._analyze_once(
+                model, lambda: torch.neuron.analyze_model(model, example_inputs=[example])
+            )
             stop_if_unsupported(used["analyze"], kwargs["fallback"], self.name)
         call = dict(kwargs)
         if "optimizations" in call:

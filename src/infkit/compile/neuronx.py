@@ -36,16 +36,30 @@ class NeuronxBackend(NeuronSDKBackend):
     name = "neuronx"
     suffix = ".neuronx.traced.pt"
     sdk = SDK
-    option_names = frozenset({"compiler_args", "compiler_workdir", "inline_weights_to_neff", "dynamic_batch",
-                              "analyze", "fallback", "cpu_backend"})
+    option_names = frozenset(
+        {
+            "compiler_args",
+            "compiler_workdir",
+            "inline_weights_to_neff",
+            "dynamic_batch",
+            "analyze",
+            "fallback",
+            "cpu_backend",
+        }
+    )
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         torch_neuronx = self._sdk()
         kwargs = trace_kwargs(options)
         fallback = bool(options.get("fallback", False))
-        used = {**kwargs, "fallback": fallback, "dynamic_batch": bool(options.get("dynamic_batch", False)),
-                "compiled_batch_size": int(example.shape[0])}
+        used = {
+            **kwargs,
+            "fallback": fallback,
+            "dynamic_batch": bool(options.get("dynamic_batch", False)),
+            "compiled_batch_size": int(example.shape[0]),
+        }
         if options.get("analyze"):
             used["analyze"] = self._analyze_once(model, lambda: torch_neuronx.analyze(model, example))
             stop_if_unsupported(used["analyze"], fallback, self.name)

@@ -23,10 +23,14 @@ def export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, opset
 
     with torch.no_grad():
         torch.onnx.export(
-            model.eval(), (example,), str(path),
-            input_names=["input"], output_names=["logits"],
+            model.eval(),
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=opset, dynamo=False,
+            opset_version=opset,
+            dynamo=False,
         )
     onnx.checker.check_model(str(path))
     return {"opset": opset, "dynamic_axes": {"input": [0], "logits": [0]}}
@@ -47,8 +51,9 @@ class OnnxBackend:
             return f"compile={self.name} needs onnx and onnxruntime ({exc}): pip install onnx onnxruntime"
         return None
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         used = export_fp32(model, example, path, int(options.get("opset", 17)))
         return used | ort_session.choose_spinning(path, example, options.get("allow_spinning", "auto"))
 

@@ -32,15 +32,28 @@ class OnnxInt8Backend(OnnxBackend):
     #: compile() takes calibration=<(N,C,H,W) tensor of real training images>; calibration_count(options) says N
     needs_calibration = True
     option_names = OnnxBackend.option_names | {
-        "calibration_images", "calibration_method", "calibration_batch_size", "percentile", "per_channel",
-        "reduce_range", "activation_type", "weight_type"}
+        "calibration_images",
+        "calibration_method",
+        "calibration_batch_size",
+        "percentile",
+        "per_channel",
+        "reduce_range",
+        "activation_type",
+        "weight_type",
+    }
 
     def calibration_count(self, options: Mapping[str, Any]) -> int:
         """How many calibration images compile() needs; checks every quantization option first (one-line errors)."""
         return calib.settings(options).images
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path,
-                calibration: torch.Tensor | None = None) -> dict[str, Any]:
+    def compile(
+        self,
+        model: torch.nn.Module,
+        example: torch.Tensor,
+        options: Mapping[str, Any],
+        path: Path,
+        calibration: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
         from onnxruntime.quantization import (
             CalibrationMethod,
             QuantFormat,
@@ -51,10 +64,15 @@ class OnnxInt8Backend(OnnxBackend):
 
         s = calib.settings(options)
         if calibration is None or len(calibration) == 0:
-            raise InfkitError("compile=onnx_int8 got no calibration images; it needs real images from the training "
-                              "split (compile.calibration_images >= 1)")
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[s.method]
+            raise InfkitError(
+                "compile=onnx_int8 got no calibration images; it needs real images from the training "
+                "split (compile.calibration_images >= 1)"
+            )
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[s.method]
         qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
         # (not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the batches it was meant to merge)
         extra: dict[str, Any] = {"CalibPercentile": s.percentile} if s.method == "percentile" else {}
@@ -65,11 +83,23 @@ class OnnxInt8Backend(OnnxBackend):
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             t0 = time.perf_counter()
             log.info("calibrating int8 ranges (%s) on %d training images ...", s.method, len(calibration))
-            quantize_static(str(pre), str(path), calib.Reader(calibration, "input", s.batch_size),
-                            quant_format=QuantFormat.QDQ, per_channel=s.per_channel, reduce_range=s.reduce_range,
-                            activation_type=qtype[s.activation_type], weight_type=qtype[s.weight_type],
-                            calibrate_method=method, extra_options=extra)
+            quantize_static(
+                str(pre),
+                str(path),
+                calib.Reader(calibration, "input", s.batch_size),
+                quant_format=QuantFormat.QDQ,
+                per_channel=s.per_channel,
+                reduce_range=s.reduce_range,
+                activation_type=qtype[s.activation_type],
+                weight_type=qtype[s.weight_type],
+                calibrate_method=method,
+                extra_options=extra,
+            )
             log.info("quantized in %.1f s", time.perf_counter() - t0)
-        used |= s.record() | {"calibration_images": len(calibration), "calibration_split": calib.SPLIT,
-                              "quant_format": "QDQ", "cpu_int8_instructions": int8_instructions()}
+        used |= s.record() | {
+            "calibration_images": len(calibration),
+            "calibration_split": calib.SPLIT,
+            "quant_format": "QDQ",
+            "cpu_int8_instructions": int8_instructions(),
+        }
         return used | ort_session.choose_spinning(path, example, options.get("allow_spinning", "auto"))

@@ -22,8 +22,10 @@ COMMON = frozenset({"batch_sizes", "min_top1_agreement"})
 def declared(backend: Backend) -> frozenset[str]:
     names = getattr(backend, "option_names", None)
     if names is None:  # a programming error in a new backend, not a user's: say where to fix it
-        raise InfkitError(f"backend {backend.name!r} declares no option_names; add the class attribute "
-                          "(the keys of its configs/compile/*.yaml besides backend and batch_sizes)")
+        raise InfkitError(
+            f"backend {backend.name!r} declares no option_names; add the class attribute "
+            "(the keys of its configs/compile/*.yaml besides backend and batch_sizes)"
+        )
     return frozenset(names)
 
 
@@ -39,8 +41,10 @@ def check(requested: str, options: Mapping[str, Any]) -> None:
     unknown = sorted(set(options) - valid_names(requested))
     if unknown:
         valid = ", ".join(sorted(valid_names(requested)))
-        raise InfkitError(f"compile option(s) {', '.join(unknown)} unknown to compile={requested}; "
-                          f"valid: {valid} (a typo? see configs/compile/{requested}.yaml)")
+        raise InfkitError(
+            f"compile option(s) {', '.join(unknown)} unknown to compile={requested}; "
+            f"valid: {valid} (a typo? see configs/compile/{requested}.yaml)"
+        )
 
 
 def for_backend(backend: Backend, options: Mapping[str, Any]) -> dict[str, Any]:

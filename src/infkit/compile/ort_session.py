@@ -78,8 +78,9 @@ def _setting(value: Any) -> bool | None:
     raise InfkitError(f"compile.allow_spinning={value} is not valid; use auto (measure both), true or false")
 
 
-def choose_spinning(path: Path, example: torch.Tensor, setting: Any = "auto", threads: int | None = None,
-                    rounds: int = 2) -> dict[str, Any]:
+def choose_spinning(
+    path: Path, example: torch.Tensor, setting: Any = "auto", threads: int | None = None, rounds: int = 2
+) -> dict[str, Any]:
     """{"allow_spinning": bool, ...}: as configured, or measured here with both settings (alternating rounds,
     best of each) at the example's batch size and all usable cores."""
     fixed = _setting(setting)
@@ -94,8 +95,21 @@ def choose_spinning(path: Path, example: torch.Tensor, setting: Any = "auto", th
         for spinning in (True, False):
             best[spinning] = min(best[spinning], _median_ms(path, x, threads, spinning))
     on = best[True] < (1 - MIN_GAIN) * best[False]
-    log.info("ONNX Runtime spinning, %d threads, batch %d: on %.2f ms, off %.2f ms per call -> %s", threads, len(x),
-             best[True], best[False], "on (where the worker has its cores to itself)" if on else "off")
-    return {"allow_spinning": on, "spinning_choice": "measured",
-            "spinning_measured": {"threads": threads, "batch_size": len(x), "on_ms": round(best[True], 3),
-                                  "off_ms": round(best[False], 3)}}
+    log.info(
+        "ONNX Runtime spinning, %d threads, batch %d: on %.2f ms, off %.2f ms per call -> %s",
+        threads,
+        len(x),
+        best[True],
+        best[False],
+        "on (where the worker has its cores to itself)" if on else "off",
+    )
+    return {
+        "allow_spinning": on,
+        "spinning_choice": "measured",
+        "spinning_measured": {
+            "threads": threads,
+            "batch_size": len(x),
+            "on_ms": round(best[True], 3),
+            "off_ms": round(best[False], 3),
+        },
+    }

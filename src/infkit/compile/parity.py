@@ -23,8 +23,9 @@ def relative_error(eager: torch.Tensor, compiled: torch.Tensor) -> float:
     return float((compiled - eager).norm() / eager.norm().clamp_min(1e-12))
 
 
-def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], images: torch.Tensor,
-          labels: torch.Tensor) -> dict:
+def check(
+    eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], images: torch.Tensor, labels: torch.Tensor
+) -> dict:
     """Parity of each compiled callable (by batch size) against the eager model.
 
     Returns the worst case over batch sizes plus the per-batch-size detail and both accuracies."""
@@ -44,8 +45,14 @@ def check(eager_model: torch.nn.Module, compiled_by_bs: dict[int, Callable], ima
     }
 
 
-def split_accuracy(eager_model: torch.nn.Module, runners: dict, dataset, limit: int | None = None,
-                   max_drop: float | None = None, chunk: int = 64) -> dict:
+def split_accuracy(
+    eager_model: torch.nn.Module,
+    runners: dict,
+    dataset,
+    limit: int | None = None,
+    max_drop: float | None = None,
+    chunk: int = 64,
+) -> dict:
     """Top-1 accuracy of the eager model and of the compiled runners (batch size -> callable, as served) on the
     test split's dataset (all of it, or `limit` images spread evenly over it); `passed` is False when the compiled
     model is more than `max_drop` (a fraction; None: no limit) less accurate."""
@@ -56,30 +63,43 @@ def split_accuracy(eager_model: torch.nn.Module, runners: dict, dataset, limit: 
     eager_ok = compiled_ok = agree = 0
     with torch.inference_mode():
         for start in range(0, n, chunk):
-            items = [dataset[int(i)] for i in ids[start:start + chunk]]
+            items = [dataset[int(i)] for i in ids[start : start + chunk]]
             x, y = torch.stack([im for im, _ in items]), torch.tensor([label for _, label in items])
             e, c = eager_model.eval()(x).argmax(1), run_bucketed(runners, x).argmax(1)
             eager_ok += int((e == y).sum())
             compiled_ok += int((c == y).sum())
             agree += int((e == c).sum())
     drop = (eager_ok - compiled_ok) / n
-    log.info("test accuracy on %d images: compiled %.2f %%, eager %.2f %%", n, 100 * compiled_ok / n, 100 * eager_ok / n)
-    return {"split": "test", "images": int(n), "eager_top1": eager_ok / n, "compiled_top1": compiled_ok / n,
-            "drop": drop, "top1_agreement": agree / n, "max_drop": max_drop,
-            "passed": max_drop is None or drop <= float(max_drop) + 1e-9}
+    log.info(
+        "test accuracy on %d images: compiled %.2f %%, eager %.2f %%", n, 100 * compiled_ok / n, 100 * eager_ok / n
+    )
+    return {
+        "split": "test",
+        "images": int(n),
+        "eager_top1": eager_ok / n,
+        "compiled_top1": compiled_ok / n,
+        "drop": drop,
+        "top1_agreement": agree / n,
+        "max_drop": max_drop,
+        "passed": max_drop is None or drop <= float(max_drop) + 1e-9,
+    }
 
 
 def failure(backend: str, report: dict, accuracy: dict, manifest_path) -> str | None:
     """The one-line reason compilation fails (agreement below its threshold, or test accuracy dropping by more
     than allowed), or None when both guards pass."""
     if not report["passed"]:
-        return (f"{backend} artifact agrees with the eager model on only {100 * report['top1_agreement']:.1f} % of "
-                f"top-1 predictions (threshold {100 * report['min_top1_agreement']:.0f} %, max |Δlogit| "
-                f"{report['max_abs_logit_diff']:.3g}); see {manifest_path}. Try another backend, or lower "
-                f"parity.min_top1_agreement if this is expected")
+        return (
+            f"{backend} artifact agrees with the eager model on only {100 * report['top1_agreement']:.1f} % of "
+            f"top-1 predictions (threshold {100 * report['min_top1_agreement']:.0f} %, max |Δlogit| "
+            f"{report['max_abs_logit_diff']:.3g}); see {manifest_path}. Try another backend, or lower "
+            f"parity.min_top1_agreement if this is expected"
+        )
     if accuracy.get("passed") is False:
-        return (f"{backend} artifact loses {100 * accuracy['drop']:.2f} points of test accuracy against the eager model "
-                f"({100 * accuracy['compiled_top1']:.2f} % vs {100 * accuracy['eager_top1']:.2f} % on "
-                f"{accuracy['images']} test images; limit {100 * accuracy['max_drop']:.2f} points); see "
-                f"{manifest_path}. Try another backend or calibration, or raise parity.max_accuracy_drop")
+        return (
+            f"{backend} artifact loses {100 * accuracy['drop']:.2f} points of test accuracy against the eager model "
+            f"({100 * accuracy['compiled_top1']:.2f} % vs {100 * accuracy['eager_top1']:.2f} % on "
+            f"{accuracy['images']} test images; limit {100 * accuracy['max_drop']:.2f} points); see "
+            f"{manifest_path}. Try another backend or calibration, or raise parity.max_accuracy_drop"
+        )
     return None

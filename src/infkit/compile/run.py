@@ -58,8 +58,12 @@ def run(cfg: DictConfig) -> CompileResult:
 
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare()
-    loaded = checkpoint.load(cfg.get("ckpt_path"), expect_model=cfg.model.model_name,
-                             expect_classes=datamodule.num_classes, expect_input_size=datamodule.input_size)
+    loaded = checkpoint.load(
+        cfg.get("ckpt_path"),
+        expect_model=cfg.model.model_name,
+        expect_classes=datamodule.num_classes,
+        expect_input_size=datamodule.input_size,
+    )
     hp = loaded.hparams
     datamodule.set_default_normalization(hp["mean"], hp["std"])
     images, labels = datamodule.batch("val", int(cfg.parity.num_images))
@@ -69,8 +73,11 @@ def run(cfg: DictConfig) -> CompileResult:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = str(cfg.artifact_name)
-    extra = ({"calibration": calibration.images(datamodule.dataset(calibration.SPLIT), calibration_count)}
-             if calibration_count else {})
+    extra = (
+        {"calibration": calibration.images(datamodule.dataset(calibration.SPLIT), calibration_count)}
+        if calibration_count
+        else {}
+    )
     # static-shape backends: one artifact per batch size (bucketing), or one compiled at the smallest size when the
     # backend batches dynamically (Neuron's dynamic batch: chunks of that size); the others: one for all
     dynamic = not backend.static_batch or opts.dynamic_batch(options)
@@ -88,20 +95,30 @@ def run(cfg: DictConfig) -> CompileResult:
         log.info("wrote %s (%.1f MB) in %.1fs", path.name, path.stat().st_size / 1e6, time.perf_counter() - t0)
         entries.append(mf.artifact_entry(path, bs))
         fn = backend.load(path)
-        for size in ([bs] if bs else batch_sizes):
+        for size in [bs] if bs else batch_sizes:
             compiled[size] = fn
 
     # eager weights travel too: explanations (Captum) need a model that can back-propagate
-    eager_path = save_eager(net, hp["model_name"], hp["num_classes"], hp.get("in_chans", 3),
-                                       out_dir / f"{name}.eager.pt")
+    eager_path = save_eager(
+        net, hp["model_name"], hp["num_classes"], hp.get("in_chans", 3), out_dir / f"{name}.eager.pt"
+    )
 
     report = parity.check(net, compiled, images, labels)
     threshold = float(cfg.parity.min_top1_agreement)
     report.update(min_top1_agreement=threshold, passed=report["top1_agreement"] >= threshold)
-    log.info("parity on %d validation images: max |Δlogit| %.2e, top-1 agreement %.2f %%",
-             report["images"], report["max_abs_logit_diff"], 100 * report["top1_agreement"])
-    accuracy = parity.split_accuracy(net, compiled, datamodule.dataset("test"), cfg.parity.get("accuracy_images"),
-                                     cfg.parity.get("max_accuracy_drop"))
+    log.info(
+        "parity on %d validation images: max |Δlogit| %.2e, top-1 agreement %.2f %%",
+        report["images"],
+        report["max_abs_logit_diff"],
+        100 * report["top1_agreement"],
+    )
+    accuracy = parity.split_accuracy(
+        net,
+        compiled,
+        datamodule.dataset("test"),
+        cfg.parity.get("accuracy_images"),
+        cfg.parity.get("max_accuracy_drop"),
+    )
 
     manifest = {
         "name": name,

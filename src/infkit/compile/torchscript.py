@@ -30,8 +30,9 @@ class TorchScriptBackend:
     def unavailable_reason(self) -> str | None:
         return None
 
-    def compile(self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any],
-                path: Path) -> dict[str, Any]:
+    def compile(
+        self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
+    ) -> dict[str, Any]:
         with torchscript_quiet():
             return self._compile(model.eval(), example, options, path)
 
@@ -53,14 +54,19 @@ class TorchScriptBackend:
                 reloaded(example)
             except RuntimeError as exc:
                 reloaded = None
-                log.info("optimize_for_inference: its module does not reload here (%s); not kept",
-                         str(exc).splitlines()[0])
+                log.info(
+                    "optimize_for_inference: its module does not reload here (%s); not kept", str(exc).splitlines()[0]
+                )
             if reloaded is not None and ofi == "auto":
                 # keep the optimisation only where it measurably helps on this machine
                 base, opt = _median_latency(module, example), _median_latency(reloaded, example)
                 used_ofi = opt < 0.95 * base
-                log.info("optimize_for_inference: %.2f ms -> %.2f ms per call, %s", base * 1e3, opt * 1e3,
-                         "kept" if used_ofi else "not kept (not 5 % faster)")
+                log.info(
+                    "optimize_for_inference: %.2f ms -> %.2f ms per call, %s",
+                    base * 1e3,
+                    opt * 1e3,
+                    "kept" if used_ofi else "not kept (not 5 % faster)",
+                )
             else:
                 used_ofi = reloaded is not None
             if used_ofi:

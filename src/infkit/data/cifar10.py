@@ -13,8 +13,9 @@ from infkit.errors import InfkitError
 class CIFAR10DataModule(ClassificationDataModule):
     name = "cifar10"
 
-    def __init__(self, root: str = "data/cifar10", download: bool = False, val_size: int = 5000,
-                 split_seed: int = 42, **kw):
+    def __init__(
+        self, root: str = "data/cifar10", download: bool = False, val_size: int = 5000, split_seed: int = 42, **kw
+    ):
         super().__init__(**kw)
         self.root = str(root)
         self.download = bool(download)
@@ -24,8 +25,10 @@ class CIFAR10DataModule(ClassificationDataModule):
     def _load(self):
         from torchvision.datasets import CIFAR10
 
-        hint = ("put the python version of CIFAR-10 (cifar-10-batches-py/) there, point data.root at it, "
-                "or add data.download=true on a machine with internet")
+        hint = (
+            "put the python version of CIFAR-10 (cifar-10-batches-py/) there, point data.root at it, "
+            "or add data.download=true on a machine with internet"
+        )
         if not self.download:
             readable_dir(self.root, "CIFAR-10 root", hint)
         try:
@@ -40,5 +43,9 @@ class CIFAR10DataModule(ClassificationDataModule):
         def split(ds, ids):
             return (lambda i: (Image.fromarray(ds.data[ids[i]]), int(ds.targets[ids[i]])), len(ids))
 
-        return list(train_full.classes), split(train_full, train_ids), split(train_full, val_ids), \
-            split(test, np.arange(len(test)))
+        return (
+            list(train_full.classes),
+            split(train_full, train_ids),
+            split(train_full, val_ids),
+            split(test, np.arange(len(test))),
+        )

@@ -31,13 +31,9 @@ class DigitsDataModule(ClassificationDataModule):
         images, labels = digits.images, digits.target.astype(int)
         idx = np.arange(len(labels))
         # deterministic, stratified split: same seed, same images in each split
-        rest, test = train_test_split(
-            idx, test_size=self.test_fraction, random_state=self.split_seed, stratify=labels
-        )
+        rest, test = train_test_split(idx, test_size=self.test_fraction, random_state=self.split_seed, stratify=labels)
         val_share = self.val_fraction / (1.0 - self.test_fraction)
-        train, val = train_test_split(
-            rest, test_size=val_share, random_state=self.split_seed, stratify=labels[rest]
-        )
+        train, val = train_test_split(rest, test_size=val_share, random_state=self.split_seed, stratify=labels[rest])
 
         def split(ids):
             return (lambda i: (digit_image(images[ids[i]]), int(labels[ids[i]])), len(ids))

@@ -15,8 +15,7 @@ from infkit.errors import InfkitError
 class ImageFolderDataModule(ClassificationDataModule):
     name = "image_folder"
 
-    def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                 split_seed: int = 42, **kw):
+    def __init__(self, root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 42, **kw):
         super().__init__(**kw)
         self.root = str(root)
         self.val_fraction = float(val_fraction)
@@ -43,14 +42,22 @@ class ImageFolderDataModule(ClassificationDataModule):
             test = folder(root / "test") if (root / "test").is_dir() else val
             if train.classes != val.classes:
                 raise InfkitError(f"{root}/train and {root}/val have different class folders; make them match")
-            return (list(train.classes), loader(train, np.arange(len(train))),
-                    loader(val, np.arange(len(val))), loader(test, np.arange(len(test))))
+            return (
+                list(train.classes),
+                loader(train, np.arange(len(train))),
+                loader(val, np.arange(len(val))),
+                loader(test, np.arange(len(test))),
+            )
         ds = folder(root)
         order = np.random.default_rng(self.split_seed).permutation(len(ds))
-        n_test = int(round(len(ds) * self.test_fraction))
-        n_val = int(round(len(ds) * self.val_fraction))
+        n_test = round(len(ds) * self.test_fraction)
+        n_val = round(len(ds) * self.val_fraction)
         if len(ds) - n_test - n_val < 1 or n_val < 1:
             raise InfkitError(f"image folder {str(root)!r} has only {len(ds)} images: too few to split; add images")
-        test_ids, val_ids, train_ids = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-        return (list(ds.classes), loader(ds, train_ids), loader(ds, val_ids),
-                loader(ds, test_ids if n_test else val_ids))
+        test_ids, val_ids, train_ids = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+        return (
+            list(ds.classes),
+            loader(ds, train_ids),
+            loader(ds, val_ids),
+            loader(ds, test_ids if n_test else val_ids),
+        )

@@ -73,8 +73,11 @@ class Exporter:
                     self._add("execution_status_total", {**labels, "status_type": kind}, rt.status.get(kind))
             for device, counts in report.ecc:
                 for kind in ECC_EVENTS:
-                    self._add("hardware_ecc_events_total",
-                              {**base, "event_type": kind, "neuron_device_index": device}, counts.get(kind))
+                    self._add(
+                        "hardware_ecc_events_total",
+                        {**base, "event_type": kind, "neuron_device_index": device},
+                        counts.get(kind),
+                    )
 
     def skip(self) -> None:
         """Count one input line that was not a report."""

@@ -13,14 +13,25 @@ from dataclasses import dataclass, field
 
 PERCENTILES = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
 ERROR_TYPES = ("generic", "numerical", "transient", "model", "runtime", "hardware")
-STATUS_TYPES = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
-                "failed_to_queue")
+STATUS_TYPES = (
+    "completed",
+    "completed_with_err",
+    "completed_with_num_err",
+    "timed_out",
+    "incorrect_input",
+    "failed_to_queue",
+)
 CORE_MEMORY = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
 ECC_EVENTS = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected")
 # Prometheus label -> instance_info field, as AWS's neuron-monitor-prometheus.py names them
-INSTANCE_LABELS = {"instance_name": "instance_name", "instance_id": "instance_id", "instance_type": "instance_type",
-                   "availability_zone": "instance_availability_zone", "region": "instance_region",
-                   "subnet_id": "subnet_id"}
+INSTANCE_LABELS = {
+    "instance_name": "instance_name",
+    "instance_id": "instance_id",
+    "instance_type": "instance_type",
+    "availability_zone": "instance_availability_zone",
+    "region": "instance_region",
+    "subnet_id": "subnet_id",
+}
 
 
 class NotAReport(ValueError):
@@ -80,8 +91,11 @@ def _runtime(entry: dict, periods: list[float]) -> Runtime:
         if isinstance(group, dict) and _num(group.get("period")) is not None:
             periods.append(float(group["period"]))
     cores = _obj(_obj(report, "neuroncore_counters"), "neuroncores_in_use")
-    rt.utilization = {str(k): u for k, v in cores.items()
-                      if (u := _num(v.get("neuroncore_utilization") if isinstance(v, dict) else None)) is not None}
+    rt.utilization = {
+        str(k): u
+        for k, v in cores.items()
+        if (u := _num(v.get("neuroncore_utilization") if isinstance(v, dict) else None)) is not None
+    }
     used = _obj(_obj(report, "memory_used"), "neuron_runtime_used_bytes")
     rt.host_bytes, rt.device_bytes = _num(used.get("host")), _num(used.get("neuron_device"))
     per_core = _obj(_obj(used, "usage_breakdown"), "neuroncore_memory_usage")
@@ -113,13 +127,18 @@ def parse_report(doc) -> Report:
     vcpu = _obj(system, "vcpu_usage")
     usage_data = _obj(vcpu, "usage_data")
     devices = _obj(system, "neuron_hw_counters").get("neuron_devices")
-    ecc = [(str(d.get("neuron_device_index", i)), _numbers(d, ECC_EVENTS))
-           for i, d in enumerate(devices if isinstance(devices, list) else []) if isinstance(d, dict)]
+    ecc = [
+        (str(d.get("neuron_device_index", i)), _numbers(d, ECC_EVENTS))
+        for i, d in enumerate(devices if isinstance(devices, list) else [])
+        if isinstance(d, dict)
+    ]
     return Report(
         instance={label: str(info.get(key) or "") for label, key in INSTANCE_LABELS.items()},
         runtimes=runtimes,
-        memory=_numbers(_obj(system, "memory_info"),
-                        ("memory_total_bytes", "memory_used_bytes", "swap_total_bytes", "swap_used_bytes")),
+        memory=_numbers(
+            _obj(system, "memory_info"),
+            ("memory_total_bytes", "memory_used_bytes", "swap_total_bytes", "swap_used_bytes"),
+        ),
         vcpu_count=len(usage_data) or None,
         vcpu_usage=_numbers(_obj(vcpu, "average_usage")),
         ecc=ecc,

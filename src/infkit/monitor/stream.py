@@ -41,8 +41,10 @@ def check_source(source: str, option: str = "--input") -> None:
         return
     path = Path(source)
     if not path.exists():
-        raise InfkitError(f"{option} {source}: no such file; give the file neuron-monitor writes to "
-                          f"(neuron-monitor > {path.name}) or - to read stdin (neuron-monitor | ...)")
+        raise InfkitError(
+            f"{option} {source}: no such file; give the file neuron-monitor writes to "
+            f"(neuron-monitor > {path.name}) or - to read stdin (neuron-monitor | ...)"
+        )
     if path.is_dir():
         raise InfkitError(f"{option} {source} is a directory; give neuron-monitor's output file or - for stdin")
 
@@ -54,9 +56,16 @@ class Stream:
     with skip_existing the reports already in it are skipped (their time is unknown), so only reports written
     from now on count. Stdin and pipes end at end of input (`ended` is set)."""
 
-    def __init__(self, source: str, skip_existing: bool = False, keep: bool = True,
-                 on_report: Callable[[Report], None] | None = None, warn: Callable[[str], None] = warn_stderr,
-                 poll: float = 0.2, option: str = "--input"):
+    def __init__(
+        self,
+        source: str,
+        skip_existing: bool = False,
+        keep: bool = True,
+        on_report: Callable[[Report], None] | None = None,
+        warn: Callable[[str], None] = warn_stderr,
+        poll: float = 0.2,
+        option: str = "--input",
+    ):
         self.option = option
         self.source, self.skip_existing, self.keep = source, skip_existing, keep
         self.on_report, self.warn, self.poll = on_report, warn, poll
@@ -70,7 +79,7 @@ class Stream:
     # -- reading -------------------------------------------------------------------------------
     def start(self) -> Stream:
         check_source(self.source, self.option)
-        f = sys.stdin.buffer if self.source == "-" else open(self.source, "rb")  # noqa: SIM115 (closed by the thread)
+        f = sys.stdin.buffer if self.source == "-" else open(self.source, "rb")
         follow = self.source != "-" and stat.S_ISREG(os.fstat(f.fileno()).st_mode)
         drop_partial = False
         if follow and self.skip_existing:
@@ -78,8 +87,9 @@ class Stream:
             if end:
                 f.seek(end - 1)
                 drop_partial = f.read(1) != b"\n"  # we landed inside a line being written: drop its rest
-        self._thread = threading.Thread(target=self._run, args=(f, follow, drop_partial), daemon=True,
-                                        name="neuron-monitor-reader")
+        self._thread = threading.Thread(
+            target=self._run, args=(f, follow, drop_partial), daemon=True, name="neuron-monitor-reader"
+        )
         self._thread.start()
         return self
 

@@ -15,10 +15,19 @@ from pathlib import Path
 from infkit.monitor.schema import PERCENTILES, Report
 
 DEFAULT_PERIOD = 5.0  # neuron-monitor's default period, seconds
-NEURON_COLUMNS = ["neuron_reports", "neuroncore_util_mean_pct", "neuroncore_util_max_pct",
-                  "neuron_device_mem_max_bytes", "neuron_host_mem_max_bytes", "neuron_latency_p50_s",
-                  "neuron_latency_p99_s", "neuron_device_latency_p50_s", "neuron_device_latency_p99_s",
-                  "neuron_completed", "neuron_errors"]
+NEURON_COLUMNS = [
+    "neuron_reports",
+    "neuroncore_util_mean_pct",
+    "neuroncore_util_max_pct",
+    "neuron_device_mem_max_bytes",
+    "neuron_host_mem_max_bytes",
+    "neuron_latency_p50_s",
+    "neuron_latency_p99_s",
+    "neuron_device_latency_p50_s",
+    "neuron_device_latency_p99_s",
+    "neuron_completed",
+    "neuron_errors",
+]
 
 
 def _core_key(core: str):
@@ -95,8 +104,11 @@ def summarize(reports: Sequence[Report]) -> dict:
         "host_memory_bytes": _mean_max(host),
         "total_latency_s": _latency(reports, "total_latency"),
         "device_latency_s": _latency(reports, "device_latency"),
-        "executions": {"completed": completed, "errors": sum(errors.values()),
-                       "errors_by_type": {k: v for k, v in errors.items() if v}},
+        "executions": {
+            "completed": completed,
+            "errors": sum(errors.values()),
+            "errors_by_type": {k: v for k, v in errors.items() if v},
+        },
     }
 
 
@@ -122,8 +134,10 @@ def attach(results: list[dict], stream, echo: Callable[[str], None] = print, wai
     for r, span in zip(results, spans):
         r["neuron"] = summarize(in_span(stamped, *span)) if span else {"reports": 0}
         if not r["neuron"]["reports"]:
-            echo(f"neuron-monitor: no report fell in level {r['level']:g}; give neuron-monitor a period shorter "
-                 f'than a level (its config file: "period": "1s") or run levels longer (--duration)')
+            echo(
+                f"neuron-monitor: no report fell in level {r['level']:g}; give neuron-monitor a period shorter "
+                f'than a level (its config file: "period": "1s") or run levels longer (--duration)'
+            )
 
 
 def neuron_row(result: dict) -> dict:
@@ -131,13 +145,19 @@ def neuron_row(result: dict) -> dict:
     n = result.get("neuron") or {}
     lat, dev = n.get("total_latency_s") or {}, n.get("device_latency_s") or {}
     ex = n.get("executions") or {}
-    return {"neuron_reports": n.get("reports"), "neuroncore_util_mean_pct": n.get("neuroncore_utilization_mean_pct"),
-            "neuroncore_util_max_pct": n.get("neuroncore_utilization_max_pct"),
-            "neuron_device_mem_max_bytes": (n.get("device_memory_bytes") or {}).get("max"),
-            "neuron_host_mem_max_bytes": (n.get("host_memory_bytes") or {}).get("max"),
-            "neuron_latency_p50_s": lat.get("p50"), "neuron_latency_p99_s": lat.get("p99"),
-            "neuron_device_latency_p50_s": dev.get("p50"), "neuron_device_latency_p99_s": dev.get("p99"),
-            "neuron_completed": ex.get("completed"), "neuron_errors": ex.get("errors")}
+    return {
+        "neuron_reports": n.get("reports"),
+        "neuroncore_util_mean_pct": n.get("neuroncore_utilization_mean_pct"),
+        "neuroncore_util_max_pct": n.get("neuroncore_utilization_max_pct"),
+        "neuron_device_mem_max_bytes": (n.get("device_memory_bytes") or {}).get("max"),
+        "neuron_host_mem_max_bytes": (n.get("host_memory_bytes") or {}).get("max"),
+        "neuron_latency_p50_s": lat.get("p50"),
+        "neuron_latency_p99_s": lat.get("p99"),
+        "neuron_device_latency_p50_s": dev.get("p50"),
+        "neuron_device_latency_p99_s": dev.get("p99"),
+        "neuron_completed": ex.get("completed"),
+        "neuron_errors": ex.get("errors"),
+    }
 
 
 def describe(n: dict) -> str:
@@ -146,8 +166,10 @@ def describe(n: dict) -> str:
         return "no neuron-monitor report fell in this level"
     text = f"{n['reports']} report(s)"
     if n["neuroncore_utilization_pct"]:
-        text += (f"; NeuronCore utilisation mean {n['neuroncore_utilization_mean_pct']:.1f}% over "
-                 f"{len(n['neuroncore_utilization_pct'])} core(s), max {n['neuroncore_utilization_max_pct']:.1f}%")
+        text += (
+            f"; NeuronCore utilisation mean {n['neuroncore_utilization_mean_pct']:.1f}% over "
+            f"{len(n['neuroncore_utilization_pct'])} core(s), max {n['neuroncore_utilization_max_pct']:.1f}%"
+        )
     if n["device_memory_bytes"]:
         text += f"; device memory {n['device_memory_bytes']['max'] / 2**20:.0f} MiB"
     lat = n["total_latency_s"] or {}
@@ -169,17 +191,25 @@ def plot_levels(results: list[dict], path: Path, machine: dict) -> None:
     cores = sorted({c for r in rows for c in r["neuron"]["neuroncore_utilization_pct"]}, key=_core_key)
     for core in cores:
         stats = [r["neuron"]["neuroncore_utilization_pct"].get(core) for r in rows]
-        line, = ax_u.plot(x, [s["mean"] if s else float("nan") for s in stats], "o-", label=f"core {core} mean")
+        (line,) = ax_u.plot(x, [s["mean"] if s else float("nan") for s in stats], "o-", label=f"core {core} mean")
         ax_u.plot(x, [s["max"] if s else float("nan") for s in stats], "^:", color=line.get_color(), alpha=0.6)
     ax_u.set_ylabel("NeuronCore utilisation (%)\n(dotted: max)")
     ax_u.set_ylim(0, 105)
     for key, label in (("device_memory_bytes", "device"), ("host_memory_bytes", "host")):
-        ax_m.plot(x, [(r["neuron"].get(key) or {}).get("max", float("nan")) / 2**20 for r in rows], "s-",
-                  label=f"{label} (max)")
+        ax_m.plot(
+            x,
+            [(r["neuron"].get(key) or {}).get("max", float("nan")) / 2**20 for r in rows],
+            "s-",
+            label=f"{label} (max)",
+        )
     ax_m.set_ylabel("runtime memory (MiB)")
     for key, style, label in (("p50", "o-", "runtime p50"), ("p99", "^--", "runtime p99")):
-        ax_l.plot(x, [(r["neuron"].get("total_latency_s") or {}).get(key, float("nan")) * 1e3 for r in rows],
-                  style, label=label)
+        ax_l.plot(
+            x,
+            [(r["neuron"].get("total_latency_s") or {}).get(key, float("nan")) * 1e3 for r in rows],
+            style,
+            label=label,
+        )
     ax_l.plot(x, [r["summary"]["latency_s"]["p50"] * 1e3 for r in rows], "k.:", label="client p50")
     ax_l.set_ylabel("latency (ms)")
     unit = "clients" if rows and rows[0]["mode"] == "closed" else "req/s offered"

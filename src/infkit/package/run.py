@@ -33,8 +33,15 @@ def default_model_name(manifest: dict) -> str:
     return f"{manifest['name']}_{manifest['backend']}"
 
 
-def archiver_command(model_name: str, version: str, artifact_dir: Path, manifest: dict, config_file: Path,
-                     export_path: Path, handler: Path | None = None) -> list[str]:
+def archiver_command(
+    model_name: str,
+    version: str,
+    artifact_dir: Path,
+    manifest: dict,
+    config_file: Path,
+    export_path: Path,
+    handler: Path | None = None,
+) -> list[str]:
     """The torch-model-archiver call: first artifact as serialized file, the rest as extra files."""
     files = [artifact_dir / e["file"] for e in manifest["artifacts"]]
     handler = handler or handler_file()
@@ -42,11 +49,24 @@ def archiver_command(model_name: str, version: str, artifact_dir: Path, manifest
     if manifest.get("eager_weights"):
         extra.append(artifact_dir / manifest["eager_weights"]["file"])
     archiver = Path(sys.executable).with_name("torch-model-archiver")
-    return [str(archiver if archiver.exists() else "torch-model-archiver"),
-            "--model-name", model_name, "--version", str(version),
-            "--serialized-file", str(files[0]), "--handler", str(handler),
-            "--extra-files", ",".join(str(p) for p in extra),
-            "--config-file", str(config_file), "--export-path", str(export_path), "--force"]
+    return [
+        str(archiver if archiver.exists() else "torch-model-archiver"),
+        "--model-name",
+        model_name,
+        "--version",
+        str(version),
+        "--serialized-file",
+        str(files[0]),
+        "--handler",
+        str(handler),
+        "--extra-files",
+        ",".join(str(p) for p in extra),
+        "--config-file",
+        str(config_file),
+        "--export-path",
+        str(export_path),
+        "--force",
+    ]
 
 
 def run(cfg: DictConfig) -> PackageResult:
@@ -73,7 +93,9 @@ def run(cfg: DictConfig) -> PackageResult:
         log.info("packaging %s (%s) ...", name, manifest["backend"])
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise InfkitError(f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}")
+        raise InfkitError(
+            f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}"
+        )
     mar = store / f"{name}.mar"
     if not mar.is_file():
         raise InfkitError(f"torch-model-archiver reported success but {mar} is missing")

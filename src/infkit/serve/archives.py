@@ -40,8 +40,11 @@ def read_archive(path: Path) -> Archive:
         raise InfkitError(f"not a readable model archive ({type(exc).__name__}: {exc}); package it again") from None
     config = config if isinstance(config, dict) else {}
     handler = config.get("handler") if isinstance(config.get("handler"), dict) else {}
-    return Archive(path=Path(path), min_workers=int(config.get("minWorkers") or 1),
-                   max_image_bytes=int(handler.get("max_image_bytes") or DEFAULT_MAX_BYTES))
+    return Archive(
+        path=Path(path),
+        min_workers=int(config.get("minWorkers") or 1),
+        max_image_bytes=int(handler.get("max_image_bytes") or DEFAULT_MAX_BYTES),
+    )
 
 
 def check_models(model_store: Path, models: list[str]) -> tuple[dict[str, Archive], dict[str, str]]:
@@ -49,8 +52,10 @@ def check_models(model_store: Path, models: list[str]) -> tuple[dict[str, Archiv
     in the store when none are named."""
     store = Path(model_store)
     if not store.is_dir():
-        raise InfkitError(f"model store {str(store)!r} does not exist; package a model first with src/package.py "
-                          "or pass model_store=<folder with .mar files>")
+        raise InfkitError(
+            f"model store {str(store)!r} does not exist; package a model first with src/package.py "
+            "or pass model_store=<folder with .mar files>"
+        )
     available = sorted(p.stem for p in store.glob("*.mar"))
     if not available:
         raise InfkitError(f"no .mar files in {str(store)!r}; package a model first with src/package.py")

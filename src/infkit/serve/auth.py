@@ -16,8 +16,11 @@ def read_keys(key_file: Path) -> dict[str, str]:
         data = json.loads(Path(key_file).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {kind: data[kind]["key"] for kind in ("inference", "management")
-            if isinstance(data.get(kind), dict) and "key" in data[kind]}
+    return {
+        kind: data[kind]["key"]
+        for kind in ("inference", "management")
+        if isinstance(data.get(kind), dict) and "key" in data[kind]
+    }
 
 
 def inference_token(key_file: Path) -> str | None:

@@ -21,9 +21,11 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 IMAGE_KEYS = ("data", "body", "image", "file", "instances", "b64")
 # JSON keys that hold a list of images, each answered in turn
 LIST_KEYS = ("instances", "images")
-FORM_HINT = ("send the image bytes with Content-Type application/octet-stream or image/* (curl -T img.png URL, or "
-             "curl -H 'Content-Type: image/png' --data-binary @img.png URL), or as a multipart field 'data' "
-             "(curl -F data=@img.png URL)")
+FORM_HINT = (
+    "send the image bytes with Content-Type application/octet-stream or image/* (curl -T img.png URL, or "
+    "curl -H 'Content-Type: image/png' --data-binary @img.png URL), or as a multipart field 'data' "
+    "(curl -F data=@img.png URL)"
+)
 
 
 class ItemError(Exception):
@@ -67,7 +69,7 @@ def _from_json(doc: Any) -> tuple[list[bytes], dict[str, Any], bool]:
     if isinstance(doc, str):
         return [_b64(doc)], {}, False
     if not isinstance(doc, dict):
-        raise ItemError(400, "JSON body must be an object like {\"data\": \"<base64 image>\"}")
+        raise ItemError(400, 'JSON body must be an object like {"data": "<base64 image>"}')
     fields = {k: v for k, v in doc.items() if k not in IMAGE_KEYS and k not in LIST_KEYS}
     for key in IMAGE_KEYS + LIST_KEYS:
         if key in doc:
@@ -103,8 +105,11 @@ def payloads(item: Any) -> tuple[list[bytes], dict[str, Any], bool]:
         raw = next((item[k] for k in IMAGE_KEYS if k in item and item[k] is not None), None)
         if raw is None:
             if fields:  # TorchServe decoded a form body into fields: the bytes are gone
-                raise ItemError(415, "the body arrived as form fields (Content-Type application/x-www-form-"
-                                     "urlencoded, which curl --data-binary sends unless told otherwise); " + FORM_HINT)
+                raise ItemError(
+                    415,
+                    "the body arrived as form fields (Content-Type application/x-www-form-"
+                    "urlencoded, which curl --data-binary sends unless told otherwise); " + FORM_HINT,
+                )
             raise ItemError(400, "request has no image: " + FORM_HINT)
     if isinstance(raw, (dict, list)):  # TorchServe already parsed an application/json body
         images, doc_fields, many = _from_json(raw)
@@ -119,8 +124,10 @@ def payloads(item: Any) -> tuple[list[bytes], dict[str, Any], bool]:
         try:
             doc = json.loads(stripped)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ItemError(400, f"the body is not valid JSON ({exc}); send {{\"data\": \"<base64 image>\"}} "
-                                 "or the image bytes themselves") from None
+            raise ItemError(
+                400,
+                f'the body is not valid JSON ({exc}); send {{"data": "<base64 image>"}} or the image bytes themselves',
+            ) from None
         images, doc_fields, many = _from_json(doc)
         return images, {**fields, **doc_fields}, many
     return [data], fields, False
@@ -128,9 +135,21 @@ def payloads(item: Any) -> tuple[list[bytes], dict[str, Any], bool]:
 
 def looks_like_image(data: bytes) -> bool:
     """True when the bytes start like one of the accepted formats."""
-    return (data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*",
-                             b"\x00\x00\x01\x00", b"P3", b"P5", b"P6"))
-            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
+    return data.startswith(
+        (
+            b"\x89PNG",
+            b"\xff\xd8\xff",
+            b"BM",
+            b"GIF87a",
+            b"GIF89a",
+            b"II*\x00",
+            b"MM\x00*",
+            b"\x00\x00\x01\x00",
+            b"P3",
+            b"P5",
+            b"P6",
+        )
+    ) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def open_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
@@ -176,8 +195,9 @@ def parse_target(value: Any, num_classes: int, labels: list[str]) -> int | None:
     return idx
 
 
-def decode_requests(item: Any, num_classes: int, labels: list[str],
-                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Request], bool]:
+def decode_requests(
+    item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Request], bool]:
     """The images of one request item and whether the client sent a list (answered with a list, one answer per
     image). One bad image in a list fails the whole request with a 4xx naming it: never a partial answer."""
     images, fields, many = payloads(item)

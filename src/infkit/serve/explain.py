@@ -35,8 +35,19 @@ class Explainer:
         with torch.no_grad():
             predicted = self.net(x).argmax(dim=1).tolist()
         chosen = [p if t is None else t for t, p in zip(targets, predicted)]
-        attributions, delta = self.ig.attribute(x, baselines=self.black.expand_as(x).contiguous(), target=chosen,
-                                                n_steps=self.n_steps, return_convergence_delta=True)
-        return [{"target": int(t), "predicted": int(p), "convergence_delta": float(d),
-                 "attributions": a.sum(dim=0).tolist()}
-                for t, p, d, a in zip(chosen, predicted, delta.tolist(), attributions.detach())]
+        attributions, delta = self.ig.attribute(
+            x,
+            baselines=self.black.expand_as(x).contiguous(),
+            target=chosen,
+            n_steps=self.n_steps,
+            return_convergence_delta=True,
+        )
+        return [
+            {
+                "target": int(t),
+                "predicted": int(p),
+                "convergence_delta": float(d),
+                "attributions": a.sum(dim=0).tolist(),
+            }
+            for t, p, d, a in zip(chosen, predicted, delta.tolist(), attributions.detach())
+        ]

@@ -21,8 +21,16 @@ def generate_stubs(out_dir: str | Path | None = None, proto_dir: Path | None = N
     out = Path(out_dir or tempfile.mkdtemp(prefix="infkit-grpc-"))
     out.mkdir(parents=True, exist_ok=True)
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/empty.proto
-    code = protoc.main(["grpc_tools.protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", str(proto_dir / "inference.proto")])
+    code = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{proto_dir}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(proto_dir / "inference.proto"),
+        ]
+    )
     if code != 0:
         raise InfkitError(f"protoc failed ({code}) on {proto_dir / 'inference.proto'}")
     if str(out) not in sys.path:

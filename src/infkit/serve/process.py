@@ -53,7 +53,11 @@ def forget(state_dir: Path, state: dict, why: str) -> str:
     (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
     started = state.get("started_at", "?")
     if why == "foreign":
-        return (f"not running: pid {state['pid']} (recorded at start {started}) now belongs to another process, "
-                "which was left alone; stale state removed")
-    return (f"not running: TorchServe started {started} (pid {state['pid']}) is gone — it crashed or was stopped "
-            f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed")
+        return (
+            f"not running: pid {state['pid']} (recorded at start {started}) now belongs to another process, "
+            "which was left alone; stale state removed"
+        )
+    return (
+        f"not running: TorchServe started {started} (pid {state['pid']}) is gone — it crashed or was stopped "
+        f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed"
+    )

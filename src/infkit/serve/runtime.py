@@ -41,8 +41,13 @@ class ServedModel:
     runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int | None = None, shared_cores: bool = True,
-             neuron_layout: str = "per_worker") -> ServedModel:
+    def load(
+        cls,
+        directory: str | Path,
+        threads: int | None = None,
+        shared_cores: bool = True,
+        neuron_layout: str = "per_worker",
+    ) -> ServedModel:
         """Load a packaged model. ONNX Runtime backends spin their threads only where compile measured it faster and
         the worker's cores are its own. Neuron artifacts: the worker's NeuronCore budget is set before the SDK is
         imported (neuron_cores.set_core_budget); with neuron_layout=data_parallel one artifact runs over every visible
@@ -54,8 +59,10 @@ class ServedModel:
         extra = {}
         if neuron_cores.is_neuron(manifest):
             neuron_cores.set_core_budget(manifest, neuron_layout)  # before unavailable_reason() imports the SDK
-            extra = {"options": manifest.get("backend_options") or {},
-                     "data_parallel": neuron_layout == "data_parallel"}
+            extra = {
+                "options": manifest.get("backend_options") or {},
+                "data_parallel": neuron_layout == "data_parallel",
+            }
         reason = backend.unavailable_reason()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
@@ -69,13 +76,17 @@ class ServedModel:
             entries = [min(entries, key=lambda e: e["batch_size"] or 0)]
             runners = {None: backend.load(directory / entries[0]["file"], threads=threads, **extra)}
         else:
-            runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **extra)
-                       for e in entries}
+            runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **extra) for e in entries}
         if threads:
             torch.set_num_threads(threads)
-        log.info("loaded %s (%s) with %s threads, batch sizes %s%s", manifest["name"], manifest["backend"],
-                 threads, sorted(k for k in runners if k is not None) or "any",
-                 f", DataParallel over {entries[0]['file']}" if extra.get("data_parallel") else "")
+        log.info(
+            "loaded %s (%s) with %s threads, batch sizes %s%s",
+            manifest["name"],
+            manifest["backend"],
+            threads,
+            sorted(k for k in runners if k is not None) or "any",
+            f", DataParallel over {entries[0]['file']}" if extra.get("data_parallel") else "",
+        )
         return cls(manifest=manifest, directory=directory, runners=runners)
 
     @property

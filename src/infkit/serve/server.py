@@ -25,10 +25,12 @@ from infkit.serve.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.config import ServerConfig
 from infkit.serve.process import STATE_FILE, forget, read_state, verdict
 
+
 # -- start ---------------------------------------------------------------------------------------
 def _describe(server: ServerConfig, keys: dict[str, str], model: str) -> list[dict]:
-    r = requests.get(f"{server.urls()['management']}/models/{model}",
-                     headers=auth_header(keys.get("management")), timeout=5)
+    r = requests.get(
+        f"{server.urls()['management']}/models/{model}", headers=auth_header(keys.get("management")), timeout=5
+    )
     r.raise_for_status()
     return r.json()
 
@@ -41,8 +43,15 @@ def ready_workers(server: ServerConfig, keys: dict[str, str], model: str) -> int
     return sum(w.get("status") == "READY" for entry in info for w in entry.get("workers", []))
 
 
-def start(server: ServerConfig, model_store: Path, state_dir: Path, models: list[str] | None = None,
-          strict: bool | None = None, stop_command: str = "python src/serve.py stop", log=print) -> dict:
+def start(
+    server: ServerConfig,
+    model_store: Path,
+    state_dir: Path,
+    models: list[str] | None = None,
+    strict: bool | None = None,
+    stop_command: str = "python src/serve.py stop",
+    log=print,
+) -> dict:
     """Start TorchServe; return its state once every loadable model has its minWorkers READY.
 
     A model that cannot load (a corrupt archive, a worker that raises while loading) is named with the reason as
@@ -53,8 +62,9 @@ def start(server: ServerConfig, model_store: Path, state_dir: Path, models: list
     if previous:
         why = verdict(previous)
         if why == "ours":
-            raise InfkitError(f"TorchServe is already running from {state_dir} (pid {previous['pid']}); "
-                              f"stop it first: {stop_command}")
+            raise InfkitError(
+                f"TorchServe is already running from {state_dir} (pid {previous['pid']}); stop it first: {stop_command}"
+            )
         log(forget(state_dir, previous, why))
     archives, failed = check_models(model_store, list(models or []))
     strict = len(archives) + len(failed) == 1 if strict is None else strict
@@ -64,8 +74,11 @@ def start(server: ServerConfig, model_store: Path, state_dir: Path, models: list
         log(f"warning: not serving {name}.mar: {why}")
     busy = server.busy_ports()
     if busy:
-        raise InfkitError("; ".join(f"port {getattr(server, k)} ({k}) on {server.address} is in use" for k in busy)
-                          + "; pick others with " + " ".join(f"serve.server.{k}=<port>" for k in busy))
+        raise InfkitError(
+            "; ".join(f"port {getattr(server, k)} ({k}) on {server.address} is in use" for k in busy)
+            + "; pick others with "
+            + " ".join(f"serve.server.{k}=<port>" for k in busy)
+        )
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "tmp").mkdir(exist_ok=True)
@@ -79,22 +92,53 @@ def start(server: ServerConfig, model_store: Path, state_dir: Path, models: list
     if out.exists():  # keep the previous run's console output, never append forever
         out.replace(log_dir / "torchserve.out.1")
     torchserve = Path(sys.executable).with_name("torchserve")
-    cmd = [str(torchserve if torchserve.exists() else "torchserve"), "--start", "--foreground", "--ncs",
-           "--ts-config", str(config), "--model-store", str(model_store),
-           "--models", *[f"{n}={a.path.name}" for n, a in archives.items()]]
+    cmd = [
+        str(torchserve if torchserve.exists() else "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--ts-config",
+        str(config),
+        "--model-store",
+        str(model_store),
+        "--models",
+        *[f"{n}={a.path.name}" for n, a in archives.items()],
+    ]
     if not server.token_auth:
         cmd.append("--disable-token-auth")
-    env = {**os.environ, "LOG_LOCATION": str(log_dir), "METRICS_LOCATION": str(log_dir),
-           # TorchServe keeps its pid file in the temp dir: one per state folder, so servers don't collide
-           "TMPDIR": str(state_dir / "tmp"), "TEMP": str(state_dir / "tmp")}
+    env = {
+        **os.environ,
+        "LOG_LOCATION": str(log_dir),
+        "METRICS_LOCATION": str(log_dir),
+        # TorchServe keeps its pid file in the temp dir: one per state folder, so servers don't collide
+        "TMPDIR": str(state_dir / "tmp"),
+        "TEMP": str(state_dir / "tmp"),
+    }
     with open(out, "wb") as sink:
-        proc = subprocess.Popen(cmd, cwd=state_dir, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=state_dir,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     leader = psutil.Process(proc.pid)
-    state = {"pid": proc.pid, "pgid": os.getpgid(proc.pid), "create_time": leader.create_time(),
-             "cmdline": cmd[:3], "models": list(archives), "failed": failed, "urls": server.urls(),
-             "server": server.__dict__.copy(), "state_dir": str(state_dir), "key_file": str(state_dir / KEY_FILE),
-             "config": str(config), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    state = {
+        "pid": proc.pid,
+        "pgid": os.getpgid(proc.pid),
+        "create_time": leader.create_time(),
+        "cmdline": cmd[:3],
+        "models": list(archives),
+        "failed": failed,
+        "urls": server.urls(),
+        "server": server.__dict__.copy(),
+        "state_dir": str(state_dir),
+        "key_file": str(state_dir / KEY_FILE),
+        "config": str(config),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     _save(state_dir, state)
     log(f"starting TorchServe (pid {proc.pid}) with {', '.join(archives)}; logs in {log_dir}")
     try:
@@ -110,15 +154,17 @@ def _save(state_dir: Path, state: dict) -> None:
     (Path(state_dir) / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
 
-def _wait_ready(server: ServerConfig, proc: subprocess.Popen, state: dict, need: dict[str, int], strict: bool,
-                log) -> None:
+def _wait_ready(
+    server: ServerConfig, proc: subprocess.Popen, state: dict, need: dict[str, int], strict: bool, log
+) -> None:
     state_dir, log_dir = Path(state["state_dir"]), Path(state["state_dir"]) / "logs"
     deadline = time.monotonic() + server.start_timeout
     pending, last_note = set(need), 0.0
     while pending:
         if proc.poll() is not None:
-            raise InfkitError(f"TorchServe exited with code {proc.returncode} while starting:\n"
-                              f"{logs.last_errors(log_dir)}")
+            raise InfkitError(
+                f"TorchServe exited with code {proc.returncode} while starting:\n{logs.last_errors(log_dir)}"
+            )
         failures = logs.load_failures(log_dir)
         deaths = logs.worker_deaths(log_dir)
         for model in sorted(pending):
@@ -128,18 +174,23 @@ def _wait_ready(server: ServerConfig, proc: subprocess.Popen, state: dict, need:
             if reason is None:
                 continue
             if strict:
-                raise InfkitError(f"model {model} ({model}.mar) could not be loaded: {reason}; TorchServe stopped "
-                                  f"(logs in {log_dir})")
+                raise InfkitError(
+                    f"model {model} ({model}.mar) could not be loaded: {reason}; TorchServe stopped (logs in {log_dir})"
+                )
             log(f"warning: model {model} ({model}.mar) could not be loaded: {reason}; serving the others")
             state["failed"][model] = reason
             state["models"].remove(model)
             pending.discard(model)
         if not state["models"]:
-            raise InfkitError("no model could be loaded; TorchServe stopped: "
-                              + "; ".join(f"{m}: {r}" for m, r in state["failed"].items()))
+            raise InfkitError(
+                "no model could be loaded; TorchServe stopped: "
+                + "; ".join(f"{m}: {r}" for m, r in state["failed"].items())
+            )
         if time.monotonic() > deadline:
-            raise InfkitError(f"models {', '.join(sorted(pending))} had no READY worker after {server.start_timeout:g} s;"
-                              f" TorchServe stopped. From its logs:\n{logs.last_errors(log_dir)}")
+            raise InfkitError(
+                f"models {', '.join(sorted(pending))} had no READY worker after {server.start_timeout:g} s;"
+                f" TorchServe stopped. From its logs:\n{logs.last_errors(log_dir)}"
+            )
         keys = read_keys(state_dir / KEY_FILE)
         if not server.token_auth or keys:
             pending = {m for m in pending if ready_workers(server, keys, m) < max(1, need[m])}
@@ -199,8 +250,12 @@ def status(state_dir: Path) -> dict:
         return {"running": False, "state_dir": str(state_dir)}
     why = verdict(state)
     if why != "ours":
-        return {"running": False, "crashed": why == "gone", "state_dir": str(state_dir),
-                "message": forget(state_dir, state, why)}
+        return {
+            "running": False,
+            "crashed": why == "gone",
+            "state_dir": str(state_dir),
+            "message": forget(state_dir, state, why),
+        }
     server = ServerConfig.from_mapping(state["server"])
     keys = read_keys(state_dir / KEY_FILE)
     workers = {}

@@ -19,10 +19,19 @@ SetStatus = Callable[[int, str, int], None]
 
 
 class Service:
-    def __init__(self, model_dir: str | Path, threads: int | None = None, topk: int = 5,
-                 max_image_bytes: int = DEFAULT_MAX_BYTES, explain_steps: int = 32, shared_cores: bool = True,
-                 neuron_layout: str = "per_worker"):
-        self.model = ServedModel.load(model_dir, threads=threads, shared_cores=shared_cores, neuron_layout=neuron_layout)
+    def __init__(
+        self,
+        model_dir: str | Path,
+        threads: int | None = None,
+        topk: int = 5,
+        max_image_bytes: int = DEFAULT_MAX_BYTES,
+        explain_steps: int = 32,
+        shared_cores: bool = True,
+        neuron_layout: str = "per_worker",
+    ):
+        self.model = ServedModel.load(
+            model_dir, threads=threads, shared_cores=shared_cores, neuron_layout=neuron_layout
+        )
         self.transform = self.model.transform()
         self.topk = int(topk)
         self.max_image_bytes = int(max_image_bytes)
@@ -63,13 +72,15 @@ class Service:
             x = torch.stack([t for i in ids for t in prepared[i][0]])
             if wanted:
                 labels = self.model.labels
-                out = [{"label": labels[r["target"]], **r}
-                       for r in self.explainer.explain(x, [t for i in ids for t in prepared[i][1]])]
+                out = [
+                    {"label": labels[r["target"]], **r}
+                    for r in self.explainer.explain(x, [t for i in ids for t in prepared[i][1]])
+                ]
             else:
                 out = self.model.top_k(x, self.topk)
             start = 0
             for i in ids:
                 n, many = len(prepared[i][0]), prepared[i][2]
-                responses[i] = out[start:start + n] if many else out[start]
+                responses[i] = out[start : start + n] if many else out[start]
                 start += n
         return responses

@@ -48,8 +48,9 @@ def build_datamodule_and_model(cfg: DictConfig):
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare()
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.update(num_classes=datamodule.num_classes, labels=list(datamodule.classes),
-                     input_size=list(datamodule.input_size))
+    model_cfg.update(
+        num_classes=datamodule.num_classes, labels=list(datamodule.classes), input_size=list(datamodule.input_size)
+    )
     model = hydra.utils.instantiate(model_cfg, _convert_="all")
     data_cfg = timm.data.resolve_model_data_config(model.net)
     datamodule.set_default_normalization(data_cfg["mean"], data_cfg["std"])
@@ -67,8 +68,9 @@ def runs_on_cuda(accelerator) -> bool:
     if name == "gpu":
         return not MPSAccelerator.is_available()
     if name == "auto":
-        return (not XLAAccelerator.is_available() and not MPSAccelerator.is_available()
-                and CUDAAccelerator.is_available())
+        return (
+            not XLAAccelerator.is_available() and not MPSAccelerator.is_available() and CUDAAccelerator.is_available()
+        )
     return False
 
 
@@ -83,14 +85,18 @@ def resolve_sync_batchnorm(value, accelerator, on_cuda: bool) -> tuple[bool, str
     if value is True:
         if on_cuda:
             return True, None
-        raise InfkitError(f"trainer.sync_batchnorm=true needs CUDA devices, but trainer.accelerator={accelerator} "
-                          "does not run on CUDA here; use trainer.sync_batchnorm=auto (on with CUDA, off "
-                          "elsewhere) or trainer.sync_batchnorm=false")
+        raise InfkitError(
+            f"trainer.sync_batchnorm=true needs CUDA devices, but trainer.accelerator={accelerator} "
+            "does not run on CUDA here; use trainer.sync_batchnorm=auto (on with CUDA, off "
+            "elsewhere) or trainer.sync_batchnorm=false"
+        )
     if str(value).lower() == "auto":
         if on_cuda:
             return True, "sync_batchnorm on: batch-norm statistics are synced across the CUDA devices"
-        return False, (f"sync_batchnorm off: batch-norm sync needs CUDA devices, and trainer.accelerator="
-                       f"{accelerator} runs without them (each process keeps its own batch-norm statistics)")
+        return False, (
+            f"sync_batchnorm off: batch-norm sync needs CUDA devices, and trainer.accelerator="
+            f"{accelerator} runs without them (each process keeps its own batch-norm statistics)"
+        )
     raise InfkitError(f"trainer.sync_batchnorm={value!r} is not one of auto, true, false")
 
 
@@ -107,8 +113,10 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
         if cause is None:
             raise
         reason = " ".join(str(cause).split())
-        raise InfkitError(f"the trainer config does not work here: {reason} "
-                          "(check trainer.accelerator, trainer.devices, trainer.strategy, trainer.num_nodes)") from None
+        raise InfkitError(
+            f"the trainer config does not work here: {reason} "
+            "(check trainer.accelerator, trainer.devices, trainer.strategy, trainer.num_nodes)"
+        ) from None
 
 
 def fit_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
@@ -119,16 +127,19 @@ def fit_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
         info(note)
     trainer = build_trainer(cfg.trainer, sync_batchnorm=sync, callbacks=callbacks, logger=loggers or False)
     if sync and not isinstance(trainer.accelerator, CUDAAccelerator):
-        raise InfkitError(f"sync_batchnorm needs CUDA devices, but trainer.accelerator={accelerator} chose "
-                          f"{type(trainer.accelerator).__name__}; set trainer.sync_batchnorm=false")
+        raise InfkitError(
+            f"sync_batchnorm needs CUDA devices, but trainer.accelerator={accelerator} chose "
+            f"{type(trainer.accelerator).__name__}; set trainer.sync_batchnorm=false"
+        )
     # a launcher's process count (torchrun, SLURM) that disagrees with devices x num_nodes: say so before fitting
     env = getattr(trainer.strategy, "cluster_environment", None)
     if env is not None:
         try:
             env.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
         except ValueError as exc:
-            raise InfkitError(f"{' '.join(str(exc).split())} (set trainer.devices / trainer.num_nodes to match "
-                              f"the launcher)") from None
+            raise InfkitError(
+                f"{' '.join(str(exc).split())} (set trainer.devices / trainer.num_nodes to match the launcher)"
+            ) from None
     return trainer
 
 
@@ -143,8 +154,15 @@ def single_device_trainer(cfg: DictConfig, fitted: L.Trainer, loggers: list) -> 
     """A one-device Trainer on rank 0's device, otherwise configured as the fit was (precision, limits, ...)."""
     root = fitted.strategy.root_device
     devices = [root.index] if root.type == "cuda" and root.index is not None else 1
-    return build_trainer(cfg.trainer, devices=devices, num_nodes=1, strategy="auto", sync_batchnorm=False,
-                         callbacks=_instantiate_all(cfg.get("callbacks")), logger=loggers or False)
+    return build_trainer(
+        cfg.trainer,
+        devices=devices,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        callbacks=_instantiate_all(cfg.get("callbacks")),
+        logger=loggers or False,
+    )
 
 
 def run(cfg: DictConfig) -> TrainResult | None:
@@ -156,9 +174,15 @@ def run(cfg: DictConfig) -> TrainResult | None:
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = fit_trainer(cfg, callbacks, loggers)  # checked before any data is read or process started
     datamodule, model = build_datamodule_and_model(cfg)
-    info("data %s: %d classes, %d/%d/%d train/val/test images, input %s",
-         cfg.data.name, datamodule.num_classes, datamodule.split_length("train"),
-         datamodule.split_length("val"), datamodule.split_length("test"), datamodule.input_size)
+    info(
+        "data %s: %d classes, %d/%d/%d train/val/test images, input %s",
+        cfg.data.name,
+        datamodule.num_classes,
+        datamodule.split_length("train"),
+        datamodule.split_length("val"),
+        datamodule.split_length("test"),
+        datamodule.input_size,
+    )
     info("model %s: %.2fM parameters", cfg.model.model_name, sum(p.numel() for p in model.parameters()) / 1e6)
     trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -176,8 +200,13 @@ def run(cfg: DictConfig) -> TrainResult | None:
         tester = single_device_trainer(cfg, trainer, loggers) if distributed else trainer
         test_out = tester.test(model=model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
         metrics.update({k: float(v) for k, v in (test_out[0] if test_out else {}).items()})
-    metrics.update(best_ckpt=str(best), epochs=int(trainer.current_epoch), model_name=cfg.model.model_name,
-                   data=cfg.data.name, world_size=int(trainer.world_size))
+    metrics.update(
+        best_ckpt=str(best),
+        epochs=int(trainer.current_epoch),
+        model_name=cfg.model.model_name,
+        data=cfg.data.name,
+        world_size=int(trainer.world_size),
+    )
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "test_metrics.json"

@@ -28,8 +28,7 @@ def check_group_choices(argv: list[str], groups: tuple[str, ...], config_dir: Pa
             continue
         options = sorted(p.stem for p in (config_dir / key).glob("*.yaml"))
         if value not in options:
-            fail(f"unknown {key} {value!r}; choose one of: {', '.join(options)} "
-                 f"(or add configs/{key}/{value}.yaml)")
+            fail(f"unknown {key} {value!r}; choose one of: {', '.join(options)} (or add configs/{key}/{value}.yaml)")
 
 
 def user_error(exc: BaseException) -> InfkitError | None:

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import numpy as np
 
 
-def latencies(fn: Callable[[], object], warmup: int = 5, repeats: int = 30, max_seconds: float = 10.0,
-              min_repeats: int = 3) -> np.ndarray:
+def latencies(
+    fn: Callable[[], object], warmup: int = 5, repeats: int = 30, max_seconds: float = 10.0, min_repeats: int = 3
+) -> np.ndarray:
     """Seconds per call of fn after warm-up; stops early after max_seconds (at least min_repeats calls)."""
     for _ in range(warmup):
         fn()
