@@ -6,7 +6,6 @@ fastest one that passes its accuracy guard (.mar) -> TorchServe on loopback -> l
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from infkit.serve.config import ServerConfig
 from infkit.serve.runtime import ServedModel
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
+from infkit.utils.cpu import usable_cores
 from infkit.utils.timing import latencies
 
 BACKENDS = CPU_BACKENDS
@@ -40,7 +40,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def speed(compile_dir: Path, batch_size: int) -> dict:
     """The compiled model as a worker with all cores to itself runs it: p50/p90 ms for one image, img/s at
     `batch_size` (the batch TorchServe forms under load)."""
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     model = ServedModel.load(compile_dir, threads=cores, shared_cores=False)
     c, h, w = model.manifest["input_size"]
     one, batch = torch.randn(1, c, h, w), torch.randn(batch_size, c, h, w)

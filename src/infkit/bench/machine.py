@@ -8,7 +8,7 @@ import socket
 import time
 
 from infkit.compile.manifest import library_versions
-from infkit.utils.cpu import int8_instructions
+from infkit.utils.cpu import int8_instructions, usable_cores
 
 
 def cpu_model() -> str:
@@ -20,14 +20,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), else the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def machine_info() -> dict:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from infkit.bench import clients, loadgen, promscrape
-from infkit.bench.machine import usable_cores
 from infkit.bench.stats import CPU_LIMIT, client_cpu, stable, summarize, window
+from infkit.utils.cpu import usable_cores
 
 
 @dataclass

@@ -13,7 +13,6 @@ to the input size). Writes model_bench.{md,json,png} under logs/bench/<time>/ an
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -72,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from infkit.compile.registry import get_backend
     from infkit.model import create_network
     from infkit.train import checkpoint
+    from infkit.utils.cpu import usable_cores
 
     int8_options = {
         "calibration_images": args.calibration_images,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         net = create_network(name, classes, size[0], exportable=True).eval()
         cfg = timm.data.resolve_model_data_config(net)
         mean, std = cfg["mean"], cfg["std"]
-    threads = args.threads or len(os.sched_getaffinity(0))
+    threads = args.threads or usable_cores()
     out = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     data = model_data.load_data(
         args.data, size, mean, std, classes, int8_options, calibrate, args.accuracy_images if args.ckpt else None, out

@@ -8,7 +8,6 @@ serving turns spinning on only where that choice says it helps *and* the worker 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from infkit.errors import InfkitError
+from infkit.utils.cpu import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def choose_spinning(
     fixed = _setting(setting)
     if fixed is not None:
         return {"allow_spinning": fixed, "spinning_choice": "configured"}
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or usable_cores()
     if threads < 2:
         return {"allow_spinning": False, "spinning_choice": "one intra-op thread: nothing to spin"}
     x = example.detach().cpu().numpy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,20 +15,21 @@ from infkit.compile.registry import get_backend
 from infkit.data.transforms import eval_transform
 from infkit.errors import InfkitError
 from infkit.serve import neuron_cores
+from infkit.utils.cpu import usable_cores
 
 log = logging.getLogger(__name__)
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """Intra-op threads for one worker so that workers x threads does not exceed the cores."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, cores // max(1, int(workers)))
 
 
 def cores_shared(workers: int, threads: int, cores: int | None = None) -> bool:
     """Whether a worker's threads share cores with other workers or TorchServe's frontend: true unless all
     workers' threads together leave at least one core free (then thread spinning may pay off)."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, int(workers)) * max(1, int(threads)) >= cores
 
 

@@ -1,6 +1,18 @@
-"""What this CPU offers for int8 inference (read from /proc/cpuinfo; recorded with int8 artifacts and benchmarks)."""
+"""What this CPU offers: the cores this process may use (the one count every thread and worker default comes
+from), and its int8 instructions (read from /proc/cpuinfo; recorded with int8 artifacts and benchmarks)."""
 
 from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow), else the
+    machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def cpu_flags() -> set[str]:
