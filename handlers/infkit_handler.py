@@ -3,7 +3,7 @@
 Package it with src/package.py, or by hand (see README):
     torch-model-archiver --model-name digits_torchscript --version 1.0 --handler handlers/infkit_handler.py \
         --serialized-file <compile dir>/digits_resnet18.torchscript.pt \
-        --extra-files <compile dir>/manifest.json,<compile dir>/digits_resnet18.eager.pt,index_to_name.json \
+        --extra-files <compile dir>/manifest.json,<compile dir>/digits_resnet18.eager.pt \
         --config-file model-config.yaml --export-path model_store
 The server's Python must have infkit installed (pip install -e <repo>).
 

@@ -34,7 +34,7 @@ def client_shares(spec: LevelSpec, cores: int) -> list[clients.Share]:
 
 
 def progress_line(pid: int, w: dict) -> str:
-    """The seed's format."""
+    """The original lightning-hydra-timm benchmark's progress line, kept as it was."""
     p50 = 0.0 if w["completed"] == 0 else w["p50"]
     p90 = 0.0 if w["completed"] == 0 else w["p90"]
     return f"pid {pid}: current throughput {w['throughput_rps']:.1f}, latency p50={p50:.3f} p90={p90:.3f}"

@@ -1,4 +1,4 @@
-"""Load-test a TorchServe endpoint (the seed's benchmark, measured properly).
+"""Load-test a TorchServe endpoint: closed or open loop, one level or a sweep, with the server-side split.
 
 closed loop:  python src/utils/benchmark.py --url http://127.0.0.1:8080/predictions/<model> --num_thread 64
               (--processes N spreads the clients over N client processes; default: one per 16 clients, up to the
@@ -18,55 +18,14 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from infkit.bench import loadgen, report
+from infkit.bench import console, loadgen, report
 from infkit.bench.machine import machine_info
-from infkit.bench.runner import LevelSpec, client_warnings, sweep
+from infkit.bench.runner import LevelSpec, sweep
 from infkit.bench.stats import CPU_LIMIT
 from infkit.errors import InfkitError
 from infkit.resources import sample_images
 from infkit.serve.auth import inference_token
-
-
-def parse_levels(text: str) -> list[float]:
-    try:
-        levels = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2,4,8") from None
-    if not levels or min(levels) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers, e.g. 1,2,4,8")
-    return levels
-
-
-def positive(kind):
-    def conv(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-        return value
-
-    return conv
-
-
-def processes(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of processes >= 1, or auto")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction in (0, 1], e.g. 0.8")
-    return value
+from infkit.utils.argtypes import fraction, parse_levels, positive, processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,51 +168,7 @@ def main(argv=None) -> int:
     config.update(images=[str(p) for p in images], mode=mode, metrics_url=metrics_url)
     paths = report.write_load(out_dir, config, machine_info(), results)
 
-    for r in results:
-        s = r["summary"]
-        lat = s["latency_s"]
-        unit = "clients" if mode == "closed" else "req/s offered"
-        print(
-            f"\n== {r['level']:g} {unit}: {s['requests']} requests in {s['duration_s']:.1f} s "
-            f"({r['sent_including_warmup'] - s['requests']} more in warm-up), stopped by {r['stopped_by']}"
-        )
-        print(f"   errors: {s['errors']} {s['errors_by_status'] or ''}")
-        print(f"   throughput: {s['throughput_rps']:.1f} req/s")
-        print(
-            f"   latency s: mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
-            f"p99={lat['p99']:.3f} max={lat['max']:.3f}"
-        )
-        if mode == "open":
-            lag = s["client_lag"]
-            behind = (
-                f"the client fell behind its schedule for {lag['late_requests']} requests "
-                f"(max {lag['max_s'] * 1e3:.0f} ms late): add --workers or lower --rate"
-                if lag["late_requests"]
-                else "the client kept its schedule"
-            )
-            print(f"   {behind}")
-        if r["server"]:
-            srv = r["server"]
-            print(
-                f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
-                f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server"
-            )
-        if r["client"]:
-            c = r["client"]
-            print(
-                f"   client: {c['processes']} process{'es' if c['processes'] > 1 else ''}, "
-                f"{c['cores_used']:.2f} of {c['usable_cores']} cores ({c['cpu_util']:.0%}), busiest process "
-                f"{c['busiest_process_util']:.0%} of a core, {c['cpu_ms_per_request']:.2f} ms CPU per request"
-            )
-        for line in client_warnings(r):
-            print(f"   {line}")
-        if r.get("neuron"):
-            from infkit.monitor.summary import describe
-
-            print(f"   neuron: {describe(r['neuron'])}")
-    print(f"\nresults: {paths['json']}\n         {paths['levels_csv']}\n         {paths['png']}")
-    if "neuron_png" in paths:
-        print(f"         {paths['neuron_png']}")
+    console.print_levels(results, mode, paths)
     return 130 if any(r["interrupted"] for r in results) else 0
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from infkit.errors import InfkitError
 
 MANIFEST = "manifest.json"
-INDEX_TO_NAME = "index_to_name.json"
 SCHEMA_VERSION = 1
 REQUIRED = ("backend", "artifacts", "input_size", "mean", "std", "labels")
 
@@ -43,12 +42,6 @@ def artifact_entry(path: Path, batch_size: int | None) -> dict[str, Any]:
 def write(directory: Path, manifest: dict[str, Any]) -> Path:
     path = Path(directory) / MANIFEST
     path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=2) + "\n")
-    return path
-
-
-def write_index_to_name(directory: Path, labels: list[str]) -> Path:
-    path = Path(directory) / INDEX_TO_NAME
-    path.write_text(json.dumps({str(i): label for i, label in enumerate(labels)}, indent=2) + "\n")
     return path
 
 

@@ -142,8 +142,6 @@ def run(cfg: DictConfig) -> CompileResult:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     manifest_path = mf.write(out_dir, manifest)
-    # TorchServe's conventional label file, for a hand-made `torch-model-archiver --extra-files`
-    mf.write_index_to_name(out_dir, manifest["labels"])
     reason = parity.failure(backend.name, report, accuracy, manifest_path)
     if reason:
         raise InfkitError(reason)

@@ -45,7 +45,7 @@ def archiver_command(
     """The torch-model-archiver call: first artifact as serialized file, the rest as extra files."""
     files = [artifact_dir / e["file"] for e in manifest["artifacts"]]
     handler = handler or handler_file()
-    extra = [*files[1:], artifact_dir / mf.MANIFEST, artifact_dir / mf.INDEX_TO_NAME]
+    extra = [*files[1:], artifact_dir / mf.MANIFEST]
     if manifest.get("eager_weights"):
         extra.append(artifact_dir / manifest["eager_weights"]["file"])
     archiver = Path(sys.executable).with_name("torch-model-archiver")
@@ -77,8 +77,6 @@ def run(cfg: DictConfig) -> PackageResult:
         raise InfkitError(f"artifact_dir {str(artifact_dir)!r} is not a directory; pass the compile run folder")
     manifest = mf.read(artifact_dir)
     mf.verify_artifacts(artifact_dir, manifest)
-    if not (artifact_dir / mf.INDEX_TO_NAME).is_file():
-        mf.write_index_to_name(artifact_dir, manifest["labels"])
     name = str(cfg.get("model_name") or default_model_name(manifest))
     if not name.replace("_", "").replace("-", "").isalnum():
         raise InfkitError(f"model_name {name!r} may hold only letters, digits, '_' and '-'")
