@@ -169,3 +169,26 @@ def test_container_limits_and_logs_match_the_serve_config():
     assert int(props["max_response_size"]) == ServerConfig().max_response_size
     assert "-Dlog4j.configurationFile=file:///home/model-server/log4j2.xml" in props["vmargs"]
     assert (ROOT / "docker/log4j2.xml").read_text() == logs.log4j2_xml(None, ServerConfig())
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.cpu", "Dockerfile.neuron"])
+def test_every_file_a_dockerfile_copies_is_in_its_build_context(name):
+    """The .dockerignore beside each Dockerfile is an allowlist: a COPY source it leaves out fails the build with
+    'not found' only when the image is built, so check them against each other here."""
+    allowed = [
+        line[1:].strip()
+        for line in (ROOT / "docker" / f"{name}.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    sources = []
+    for line in (ROOT / "docker" / name).read_text().splitlines():
+        words = line.split()
+        if words[:1] != ["COPY"] or any(w.startswith("--from=") for w in words):
+            continue
+        sources += [w for w in words[1:-1] if not w.startswith("--")]
+    assert sources
+    for src in sources:
+        assert (ROOT / src).exists(), f"{name} copies {src}, which is not in the repository"
+        assert any(src == a or src.startswith(a.rstrip("/") + "/") for a in allowed), (
+            f"{name} copies {src} but {name}.dockerignore does not admit it (add !{src})"
+        )
