@@ -62,7 +62,7 @@ def digits_trained(tmp_path_factory):
 def neuron_sdk():
     """The recording stand-in for torch_neuron / torch_neuronx (tests/recording_neuron_sdk): imported by infkit's
     lazy SDK import while the test runs, removed after. It records call shapes; it compiles nothing."""
-    from tests.recording_neuron_sdk import install
+    from tests.recording_neuron_sdk.importer import install
 
     sdk, uninstall = install()
     try:

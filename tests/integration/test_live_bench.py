@@ -29,23 +29,9 @@ def _bench(running_server, tmp_path, *extra):
     bad.write_bytes(b"this is not an image")
     images = [*sorted((ROOT / "tests/resources/digits").glob("*.png"))[:3], bad]
     url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"
-    argv = [
-        "--url",
-        url,
-        "--images",
-        *map(str, images),
-        "--warmup",
-        "0",
-        "--interval",
-        "1",
-        "--metrics-url",
-        f"http://127.0.0.1:{srv.metrics_port}/metrics",
-        "--key-file",
-        running_server["state"]["key_file"],
-        "--out",
-        str(tmp_path / "bench"),
-        *extra,
-    ]
+    metrics = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+    argv = ["--url", url, "--images", *map(str, images), "--warmup", "0", "--interval", "1", "--metrics-url", metrics]
+    argv += ["--key-file", running_server["state"]["key_file"], "--out", str(tmp_path / "bench"), *extra]
     assert bench_main(argv) == 0
     (run_dir,) = (tmp_path / "bench").iterdir()
     return json.loads((run_dir / "results.json").read_text()), run_dir

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def packaged(tiny_trained, tmp_path_factory):
     """compile=neuronx (buckets 1 and 4, analyze on) through the stand-in, packaged for 4 workers, .mar extracted."""
-    from tests.recording_neuron_sdk import install
+    from tests.recording_neuron_sdk.importer import install
 
     out = tmp_path_factory.mktemp("neuronx")
     sdk, uninstall = install()

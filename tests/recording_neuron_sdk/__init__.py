@@ -7,19 +7,17 @@ the NEURON_RT_* environment at that moment; each returns what the documentation 
 torch on the CPU (a torch.jit.trace of the model stands in for the compiled artifact). Numbers from anything run
 through it say nothing about Inferentia.
 
-Install with `install()` (the tests' `neuron_sdk` fixture does): a meta-path finder creates the modules when infkit
-imports them, so the import itself is recorded, with the environment it saw.
+Install with `tests.recording_neuron_sdk.importer.install()` (the tests' `neuron_sdk` fixture does): a meta-path
+finder creates the modules when infkit imports them, so the import itself is recorded, with the environment it saw.
 """
 
 from __future__ import annotations
 
 import copy
 import enum
-import importlib.abc
-import importlib.machinery
+import importlib
 import inspect
 import os
-import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -241,47 +239,3 @@ class _DataParallel:
     def __call__(self, x):
         self.sdk.record(f"{self.name}.__call__", shape=tuple(x.shape), device=str(x.device))
         return self.module(x)
-
-
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, sdk: RecordingNeuronSDK):
-        self.sdk = sdk
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname in MODULES:
-            package = fullname in ("torch_xla", "torch_xla.core")
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=package)
-        return None
-
-    def create_module(self, spec):
-        self.sdk.imports.append((spec.name, env_now()))
-        if spec.name == "torch_neuronx":
-            return self.sdk.build_torch_neuronx()
-        if spec.name == "torch_neuron":
-            module = self.sdk.build_torch_neuron()
-            torch.neuron = module  # the real package registers the torch.neuron namespace
-            return module
-        return self.sdk.build_torch_xla(spec.name)
-
-    def exec_module(self, module):
-        pass
-
-
-def install() -> tuple[RecordingNeuronSDK, callable]:
-    """Put the stand-in's finder first on sys.meta_path; returns (recorder, uninstall)."""
-    for name in MODULES:
-        if name in sys.modules:
-            raise RuntimeError(f"{name} is already imported: the stand-in must not shadow a real SDK")
-    sdk = RecordingNeuronSDK()
-    finder = _Finder(sdk)
-    sys.meta_path.insert(0, finder)
-
-    def uninstall():
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        if hasattr(torch, "neuron"):
-            del torch.neuron
-
-    return sdk, uninstall

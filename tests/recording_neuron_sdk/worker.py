@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.recording_neuron_sdk import install
+from tests.recording_neuron_sdk.importer import install
 
 
 class Context:

@@ -3,7 +3,7 @@
 They prove call shapes, never compilation: the stand-in (tests/recording_neuron_sdk) has the documented signatures,
 records how infkit calls them, and returns a plain CPU torch.jit.trace where the SDK returns a compiled artifact.
 What they check: trace keywords per config, analyze (into the manifest; early stop), dynamic_batch, the partitioner
-for CPU fallback, and that every compile option is declared and reachable from configs/compile/*.yaml."""
+for CPU fallback."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import torch
 import yaml
 from torch import nn
 
-from infkit.compile import options as opts
 from infkit.compile.neuron import NeuronBackend
 from infkit.compile.neuronx import NeuronxBackend
-from infkit.compile.registry import AUTO_ORDER, BACKENDS, get_backend
 from infkit.errors import InfkitError
 from infkit.resources import config_dir
 
@@ -209,61 +207,3 @@ def test_neuron_analyze_model_runs_with_the_example_as_a_list(neuron_sdk, tmp_pa
     # torch-neuron documents no return value: the manifest says the table went to the log
     assert used["analyze"]["support_percentage"] is None and "logged" in used["analyze"]["note"]
     assert neuron_sdk.calls.index(call) < neuron_sdk.calls.index(neuron_sdk.calls_to("torch.neuron.trace")[0])
-
-
-# -- options: declared, reachable from the YAML files, unknown keys refused ---------------------------------------
-@pytest.mark.parametrize("name", sorted(BACKENDS))
-def test_each_backend_declares_exactly_the_keys_of_its_yaml(name):
-    keys, declared = set(config(name)), get_backend(name).option_names
-    # every declared option is reachable from the YAML, and the YAML holds nothing else but the common keys
-    assert declared <= keys <= set(opts.COMMON) | declared
-
-
-def test_auto_yaml_holds_only_keys_of_the_backends_auto_may_pick():
-    assert set(config("auto")) <= opts.valid_names("auto")
-    opts.check("auto", config("auto"))
-    picked = opts.for_backend(get_backend("torchscript"), config("auto"))
-    assert set(picked) == {"batch_sizes", "freeze", "optimize_for_inference"}
-    assert set(opts.for_backend(get_backend("neuronx"), config("auto"))) <= get_backend("neuronx").option_names | {
-        "batch_sizes"
-    }
-    assert AUTO_ORDER == ("neuron", "neuronx", "torchscript")
-
-
-@pytest.mark.parametrize(
-    "requested, key",
-    [
-        ("neuronx", "fallbak"),
-        ("neuron", "inline_weights_to_neff"),
-        ("auto", "opset"),
-        ("torchscript", "pipeline_cores"),
-    ],
-)
-def test_unknown_option_is_an_error_naming_the_valid_ones(requested, key):
-    with pytest.raises(InfkitError) as err:
-        opts.check(requested, {**config(requested), key: 1})
-    msg = str(err.value)
-    assert f"compile option(s) {key} unknown to compile={requested}" in msg
-    for valid in sorted(opts.valid_names(requested)):
-        assert valid in msg.split("valid:")[1]
-
-
-def test_a_backend_without_declared_options_is_named():
-    class Undeclared:
-        name = "mystery"
-
-    with pytest.raises(InfkitError, match="'mystery' declares no option_names"):
-        opts.declared(Undeclared())
-
-
-def test_the_compile_stage_refuses_an_unknown_key_before_anything_runs(tmp_path):
-    from infkit.compile import run as compile_stage
-    from infkit.utils.compose import compose_config
-
-    cfg = compose_config(
-        "trace",
-        ["experiment=digits_example", "compile=neuronx", "+compile.fallbak=true", "ckpt_path=missing.ckpt"],
-        tmp_path,
-    )
-    with pytest.raises(InfkitError, match=r"compile option\(s\) fallbak unknown to compile=neuronx; valid: .*fallback"):
-        compile_stage.run(cfg)
