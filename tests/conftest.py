@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,19 @@ def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> 
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_python():
+    """A suite started in the background (`nohup make test &`, some CI runners) inherits SIGINT ignored, and then
+    neither this process nor its children ever see Ctrl-C: the tests that press it would wait for nothing. Restore
+    Python's handler for the session (children inherit the default action and install theirs)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        yield
 
 
 @pytest.fixture(scope="session")
