@@ -29,11 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def package_digits(work: Path) -> tuple[Path, str]:
     """train digits_example -> compile=onnx -> package, into `work` (kept: later runs reuse the .mar)."""
+    from infkit.errors import InfkitError
+    from infkit.serve.archives import read_archive
+
     store = work / "model_store"
-    done = sorted(store.glob("*.mar"))
-    if done:
-        print(f"reusing the digits model packaged by an earlier run: {done[0]} (delete {work} to retrain)", flush=True)
-        return store, done[0].stem
+    for mar in sorted(store.glob("*.mar")):
+        try:
+            read_archive(mar)
+        except InfkitError as exc:
+            print(f"not reusing {mar}: {exc}; packaging again", flush=True)
+            continue
+        print(f"reusing the digits model packaged by an earlier run: {mar} (delete {work} to retrain)", flush=True)
+        return store, mar.stem
     from infkit.compile import run as compile_stage
     from infkit.package import run as package_stage
     from infkit.train import run as train_stage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,22 +86,29 @@ def run(cfg: DictConfig) -> PackageResult:
     store.mkdir(parents=True, exist_ok=True)
     model_config = OmegaConf.to_container(cfg.serve.model, resolve=True)
     warnings = neuron_warnings(cfg, manifest, model_config)
+    mar = store / f"{name}.mar"
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "model-config.yaml"
         config_file.write_text(yaml.safe_dump(model_config, sort_keys=False))
-        cmd = archiver_command(name, cfg.version, artifact_dir, manifest, config_file, store)
+        staging = Path(tmp) / "export"
+        staging.mkdir()
+        cmd = archiver_command(name, cfg.version, artifact_dir, manifest, config_file, staging)
         log.info("packaging %s (%s) ...", name, manifest["backend"])
         # the archiver stages files in $TMPDIR/<model name> and first deletes whatever is there: a private TMPDIR
         # keeps it from clobbering another packaging of the same name, or a folder it did not create
         env = {**os.environ, "TMPDIR": tmp}
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if proc.returncode != 0:
-        raise InfkitError(
-            f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}"
-        )
-    mar = store / f"{name}.mar"
-    if not mar.is_file():
-        raise InfkitError(f"torch-model-archiver reported success but {mar} is missing")
+        if proc.returncode != 0:  # what it half wrote stays in the temp folder; the store is untouched
+            raise InfkitError(
+                f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}"
+            )
+        built = staging / mar.name
+        if not built.is_file():
+            raise InfkitError(f"torch-model-archiver reported success but wrote no {mar.name}")
+        # into the store under a temporary name, then renamed: a reader never sees half an archive
+        part = store / f".{mar.name}.part"
+        shutil.copyfile(built, part)
+        os.replace(part, mar)
     return PackageResult(mar=mar, model_name=name, command=cmd, warnings=warnings)
 
 
