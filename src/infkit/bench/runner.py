@@ -64,9 +64,12 @@ def run_level(
     settle = 0.0 if isinstance(load, clients.InProcess) else 2 * clients.FLUSH
     windows: list[dict] = []
     interrupted, stopped_by = False, "time cap"
+    rescrape = bool(metrics_url and spec.warmup > 0)  # the server's split then covers the measured part too
     try:
         while load.alive():
             time.sleep(0.05)
+            if rescrape and time.perf_counter() >= measure_from:
+                before, rescrape = promscrape.scrape(metrics_url, model) or before, False
             now = time.perf_counter() - settle  # records from client processes arrive up to `settle` s late
             if now >= next_print:
                 echo(progress_line(pid, window(run.snapshot(), next_print - spec.interval, next_print)))
