@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,10 @@ def run(cfg: DictConfig) -> PackageResult:
         config_file.write_text(yaml.safe_dump(model_config, sort_keys=False))
         cmd = archiver_command(name, cfg.version, artifact_dir, manifest, config_file, store)
         log.info("packaging %s (%s) ...", name, manifest["backend"])
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # torch-model-archiver stages the files in <temp dir>/<model name>: a private temp dir keeps two packagings
+        # of the same model name at once (tune candidates, test sessions) from mixing their files
+        env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise InfkitError(
             f"torch-model-archiver failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}"

@@ -42,7 +42,7 @@ def row(k: int, result: dict, budget: Budget, names: Sequence[str]) -> dict:
         "rank": k,
         "artifact": names[c.artifact],
         "workers": c.workers,
-        "threads": c.threads,
+        "threads": c.threads or "auto",
         "batch_size": c.batch_size,
         "max_batch_delay": c.max_batch_delay,
         "spinning": "auto" if c.spinning is None else ("on" if c.spinning else "off"),
