@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
     cmd = [sys.executable, str(ROOT / "src/tune.py"), str(onnx_compiled), "--p99-ms", "5000"]
     cmd += ["--concurrency", "2", "--batch-size", "1,2", "--max-batch-delay", "1", "--threads", "1"]
     cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "60", "--window", "1", "--stable-windows", "50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
     lines = []
     deadline = time.monotonic() + 240
     for line in proc.stdout:  # the second candidate: interrupt it while its level is under load

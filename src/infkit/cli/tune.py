@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         server_overrides=[f"serve.server.{s}" for s in args.server],
     )
-    result = run(cfg)
+    result = run(cfg, echo=lambda line: print(line, flush=True))  # progress shows as it happens, also in a pipe
     print(f"\n{result.paths['markdown'].read_text()}")
     for key in ("markdown", "csv", "json", "png", "winner_config", "winner_mar"):
         if key in result.paths:
