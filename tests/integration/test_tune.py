@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -56,8 +57,10 @@ def test_tune_two_candidates_writes_ranking_plot_and_winner(onnx_compiled, tmp_p
     with zipfile.ZipFile(mar) as z:
         packed = yaml.safe_load(z.read("model-config.yaml"))
     assert packed == winner
-    # every candidate's server was stopped
-    assert not list((run_dir / "work").glob(f"*/serve/{STATE_FILE}"))
+    # every candidate's server was stopped (its state folder is removed only then) and its logs kept
+    for cand in doc["candidates"]:
+        assert not Path(cand["server_state_dir"]).exists()
+        assert (Path(cand["server_logs"]) / "ts_log.log").is_file()
 
 
 def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
@@ -86,4 +89,5 @@ def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
     assert any(c["status"] == "measured" and c["levels"][0]["requests"] > 0 for c in doc["candidates"])
     assert (run_dir / "ranking.csv").is_file() and (run_dir / "pareto.png").is_file()
     # the server running at Ctrl-C was stopped
-    assert not list((run_dir / "work").glob(f"*/serve/{STATE_FILE}")), output
+    assert all(not Path(c["server_state_dir"]).exists() for c in doc["candidates"]), output
+    assert not list(tmp_path.rglob(STATE_FILE)), output

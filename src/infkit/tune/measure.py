@@ -4,6 +4,7 @@ TorchServe on free loopback ports, loaded level by level with stability windows 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from infkit.errors import InfkitError
 from infkit.serve import server
 from infkit.serve.auth import inference_token
 from infkit.serve.config import ServerConfig
+from infkit.serve.process import STATE_FILE
 from infkit.tune.space import Candidate
 from infkit.utils.compose import compose_config
 
@@ -112,10 +114,14 @@ class Measurer:
     def __call__(self, c: Candidate) -> dict:
         self.count += 1
         where = self.work / f"c{self.count:02d}"
-        store, state_dir = where / "model_store", where / "serve"
+        store = where / "model_store"
+        # TorchServe's worker sockets live in the state folder's tmp/: a short path keeps them under AF_UNIX's
+        # 108 characters wherever the results go; the server's logs are copied next to the results after it stops
+        state_dir = Path(tempfile.mkdtemp(prefix="infkit-tune-")) / "serve"
         name = self.model_names[c.artifact]
         t0 = time.perf_counter()
         result = {"candidate": c, "status": "measured", "levels": [], "model_config": None}
+        result["server_state_dir"], result["server_logs"] = str(state_dir), str(where / "server-logs")
         try:
             packed, model_config = package(self.artifact_dirs[c.artifact], c, store, name, where)
             result["model_config"] = model_config
@@ -123,7 +129,11 @@ class Measurer:
             state = server.start(srv, store, state_dir, [packed.model_name], strict=True, log=lambda m: None)
         except InfkitError as exc:
             self.echo(f"  failed: {exc}")
+            self._keep_logs(state_dir, where)
             return result | {"status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
+        except BaseException:
+            self._keep_logs(state_dir, where)
+            raise
         try:
             token = inference_token(Path(state["key_file"])) if srv.token_auth else None
             url = f"{state['urls']['inference']}/predictions/{packed.model_name}"
@@ -131,6 +141,7 @@ class Measurer:
             levels = runner.sweep(target, self.load.specs(), state["urls"]["metrics"], packed.model_name, self._quiet)
         finally:
             server.stop(state_dir)
+            self._keep_logs(state_dir, where)
             shutil.rmtree(store, ignore_errors=True)  # the winner is packaged again at the end
         result["levels"] = [level_row(r) for r in levels]
         if any(r["interrupted"] for r in levels):
@@ -144,6 +155,14 @@ class Measurer:
                 + (" (client-bound)" if row["client_bottleneck"] else "")
             )
         return result
+
+    @staticmethod
+    def _keep_logs(state_dir: Path, where: Path) -> None:
+        """The stopped server's logs to <where>/server-logs; its short-lived state folder removed."""
+        if (state_dir / "logs").is_dir():
+            shutil.copytree(state_dir / "logs", where / "server-logs", dirs_exist_ok=True)
+        if not (state_dir / STATE_FILE).exists():  # never remove the folder of a server still running
+            shutil.rmtree(state_dir.parent, ignore_errors=True)
 
     def _quiet(self, line: str) -> None:
         """The sweep's own lines: only warnings (each level is summarised once above)."""
