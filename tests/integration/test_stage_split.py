@@ -52,7 +52,7 @@ def test_benchmark_reports_the_split(running_server, tmp_path, capsys):
     (level,) = json.loads((run_dir / "results.json").read_text())["levels"]
     split = level["server"]
     assert split["mean_inference_ms"] > 0 and split["mean_batch_size"] >= 1
-    mean_ms = level["summary"]["latency_s"]["mean"] * 1e3
+    mean_ms = level["summary"]["latency_s"]["mean"] * 1e3  # --warmup 0: every request is a measured one
     assert abs(split["mean_server_ms"] + split["mean_client_rest_ms"] - mean_ms) < 1e-6
     header = (run_dir / "levels.csv").read_text().splitlines()[0]
     assert "server_preprocess_ms" in header and "client_rest_ms" in header

@@ -43,11 +43,9 @@ def test_tune_two_candidates_writes_ranking_plot_and_winner(onnx_compiled, tmp_p
     assert doc["machine"]["usable_cores"] >= 1 and not doc["interrupted"]
     for cand in doc["candidates"]:
         (level,) = cand["levels"]
-        # every request answered; the server counted about as many after the warm-up (read at its end: requests in
-        # flight then fall on either side) and split its time by stage
+        # every request answered; the server counted them (warm-up included) and split its time by stage
         srv = level["server"]
-        assert level["errors"] == 0 and level["requests"] > 0
-        assert abs(srv["requests"] - level["requests"]) <= 0.1 * level["requests"] + 4
+        assert level["errors"] == 0 and srv["requests"] >= level["requests"] > 0
         assert srv["mean_inference_ms"] > 0 and srv["mean_preprocess_ms"] > 0
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert "| rank |" in (run_dir / "ranking.md").read_text()

@@ -64,12 +64,9 @@ def run_level(
     settle = 0.0 if isinstance(load, clients.InProcess) else 2 * clients.FLUSH
     windows: list[dict] = []
     interrupted, stopped_by = False, "time cap"
-    rescrape = bool(metrics_url and spec.warmup > 0)  # the server's split then covers the measured part too
     try:
         while load.alive():
             time.sleep(0.05)
-            if rescrape and time.perf_counter() >= measure_from:
-                before, rescrape = promscrape.scrape(metrics_url, model) or before, False
             now = time.perf_counter() - settle  # records from client processes arrive up to `settle` s late
             if now >= next_print:
                 echo(progress_line(pid, window(run.snapshot(), next_print - spec.interval, next_print)))
@@ -94,8 +91,11 @@ def run_level(
     end = max((r.end for r in measured), default=measure_from)
     summary = summarize(records, max(end - measure_from, 1e-9))
     server = promscrape.split(before, after)
-    if server and server["requests"]:  # what the client saw beyond the server: connection, HTTP, its own work
-        server["mean_client_rest_ms"] = summary["latency_s"]["mean"] * 1e3 - server["mean_server_ms"]
+    if server and server["requests"] and records:
+        # what the client saw beyond the server (connection, HTTP, its own work), over the same requests: the
+        # server's counters include the warm-up's
+        client_ms = sum(r.latency for r in records) / len(records) * 1e3
+        server["mean_client_rest_ms"] = client_ms - server["mean_server_ms"]
     return {
         "mode": spec.mode,
         "level": spec.level,
