@@ -13,13 +13,14 @@ NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; 
 """
 
 from infkit.serve.runtime import cores_shared, threads_per_worker
-from infkit.serve.service import Service
+from infkit.serve.service import STAGE_METRICS, Service
 
 
 class InfkitHandler:
     def __init__(self):
         self.service = None
         self.initialized = False
+        self.dimensions = None
 
     def initialize(self, context):
         model_dir = context.system_properties["model_dir"]
@@ -37,9 +38,28 @@ class InfkitHandler:
             explain_steps=int(options.get("explain_steps", 32)),
             shared_cores=shared,
             neuron_layout=str(options.get("neuron_layout") or "per_worker"),
+            spinning=None if options.get("spinning") is None else bool(options["spinning"]),
         )
         self.initialized = True
 
     def handle(self, data, context):
         explain = [context.get_request_header(i, "explain") == "True" for i in range(len(data))]
-        return self.service.handle(data, explain, context.set_response_status)
+        timings = {}
+        out = self.service.handle(data, explain, context.set_response_status, timings)
+        metrics = getattr(context, "metrics", None)
+        if metrics is not None:
+            self.record(metrics, getattr(context, "model_name", None) or "model", timings, len(data))
+        return out
+
+    def record(self, metrics, model_name, timings, n):
+        """Per-stage times as counters on TorchServe's metrics endpoint (metrics_mode prometheus): milliseconds
+        summed over requests (a batch's stage time counts once per request in it), the requests and the batches,
+        so a benchmark reads mean milliseconds per request between two scrapes (infkit.bench.promscrape)."""
+        if self.dimensions is None:
+            from ts.metrics.dimension import Dimension
+
+            self.dimensions = [Dimension("ModelName", model_name), Dimension("Level", "Model")]
+        for stage, name in STAGE_METRICS.items():
+            metrics.add_metric(name, timings.get(stage, 0.0) * 1e3 * n, "ms", None, list(self.dimensions))
+        metrics.add_metric("InfkitRequests", n, "count", None, list(self.dimensions))
+        metrics.add_metric("InfkitBatches", 1, "count", None, list(self.dimensions))

@@ -45,21 +45,29 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
     return store / f"{model_name}.mar"
 
 
+def _compile(trained, backend: str, out: Path) -> Path:
+    compile_stage.run(
+        compose_config(
+            "trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}"], out
+        )
+    )
+    return out
+
+
 @pytest.fixture(scope="session")
-def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compiled):
+def onnx_compiled(digits_trained, tmp_path_factory) -> Path:
+    """The compile run folder of the trained digits model with compile=onnx (the live server's and tune's)."""
+    return _compile(digits_trained, "onnx", tmp_path_factory.mktemp("compile-onnx"))
+
+
+@pytest.fixture(scope="session")
+def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compiled, onnx_compiled):
     base = tmp_path_factory.mktemp("live")
     store = base / "model_store"
     store.mkdir()
     models = {}
     for backend in ("torchscript", "onnx"):
-        out = base / f"compile-{backend}"
-        compile_stage.run(
-            compose_config(
-                "trace",
-                ["experiment=digits_example", f"ckpt_path={digits_trained.best_ckpt}", f"compile={backend}"],
-                out,
-            )
-        )
+        out = onnx_compiled if backend == "onnx" else _compile(digits_trained, backend, base / f"compile-{backend}")
         if backend == "onnx":
             cfg = compose_config("package", [f"artifact_dir={out}", f"model_store={store}"], base / "package")
             models[backend] = package_stage.run(cfg).model_name

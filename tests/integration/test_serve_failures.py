@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from omegaconf import OmegaConf
 
 from infkit.compile import manifest as mf
@@ -98,7 +99,8 @@ def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(compil
         )
         assert r.status_code == 200, r.text
         info = server.status(state_dir)
-        assert info["running"] and info["workers"] == {"good": ["READY"]}
+        workers = yaml.safe_load(model_config_file().read_text())["minWorkers"]
+        assert info["running"] and info["workers"] == {"good": ["READY"] * workers}
         members = {p.name() for p in group_members(info["pgid"])}
         assert "java" in members, members
     finally:

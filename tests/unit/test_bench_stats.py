@@ -103,3 +103,42 @@ def test_client_cpu_report_and_bottleneck_guard():
     # the limit is the user's
     assert not client_cpu([9.0], 10.0, 2, 100, 1, limit=0.95)["bottleneck"]
     assert math.isnan(client_cpu([0.0], 1.0, 2, 0, 1)["cpu_ms_per_request"])
+
+
+# the handler's counters as TorchServe 0.12 shows them (model_metrics_auto_detect), beside one ts_* counter
+HANDLER_METRICS = """\
+# TYPE InfkitInferenceMs counter
+InfkitInferenceMs{ModelName="a",Level="Model",Hostname="vm",} 300.0
+InfkitInferenceMs{ModelName="b",Level="Model",Hostname="vm",} 999.0
+InfkitPreprocessMs{ModelName="a",Level="Model",Hostname="vm",} 100.0
+InfkitPostprocessMs{ModelName="a",Level="Model",Hostname="vm",} 20.0
+InfkitRequests{ModelName="a",Level="Model",Hostname="vm",} 10.0
+InfkitBatches{ModelName="a",Level="Model",Hostname="vm",} 4.0
+ts_inference_requests_total{model_name="a",model_version="default",hostname="vm",} 10.0
+ts_queue_latency_microseconds{model_name="a",model_version="default",hostname="vm",} 5000.0
+ts_inference_latency_microseconds{model_name="a",model_version="default",hostname="vm",} 20000.0
+"""
+
+
+def test_prometheus_split_per_stage():
+    before = promscrape.parse(HANDLER_METRICS, "a")
+    assert before["InfkitInferenceMs"] == 300.0 and before["InfkitBatches"] == 4.0
+    after = {
+        "ts_inference_requests_total": 20.0,
+        "ts_queue_latency_microseconds": 15000.0,
+        "ts_inference_latency_microseconds": 80000.0,
+        "InfkitPreprocessMs": 110.0,
+        "InfkitInferenceMs": 320.0,
+        "InfkitPostprocessMs": 21.0,
+        "InfkitRequests": 20.0,
+        "InfkitBatches": 6.0,
+    }
+    split = promscrape.split(before, after)
+    # 10 requests: queue 1 ms + processing 5 ms = 6 ms; processing = 1 + 2 + 0.1 + other 1.9
+    assert split["mean_queue_ms"] == pytest.approx(1.0) and split["mean_processing_ms"] == pytest.approx(5.0)
+    assert split["mean_preprocess_ms"] == pytest.approx(1.0) and split["mean_inference_ms"] == pytest.approx(2.0)
+    assert split["mean_postprocess_ms"] == pytest.approx(0.1) and split["mean_other_ms"] == pytest.approx(1.9)
+    assert split["mean_batch_size"] == pytest.approx(5.0)
+    # a handler without the counters: the queue/processing split only
+    plain = promscrape.split(promscrape.parse(METRICS, "a"), {k: v for k, v in after.items() if k.startswith("ts_")})
+    assert "mean_preprocess_ms" not in plain and plain["requests"] == 10

@@ -5,6 +5,24 @@ from __future__ import annotations
 from infkit.bench.runner import client_warnings
 
 
+def server_split(srv: dict) -> str:
+    """perf_analyzer's line: mean per request = queue + preprocess + inference + postprocess + other in the
+    server, + the rest the client saw (connection, HTTP, the client itself)."""
+    head = f"server: {srv['requests']} requests; per request"
+    if "mean_preprocess_ms" not in srv:  # a handler without the stage counters
+        return (
+            f"{head}: queue {srv['mean_queue_ms']:.2f} ms + processing {srv['mean_processing_ms']:.2f} ms = "
+            f"{srv['mean_server_ms']:.2f} ms in the server"
+        )
+    parts = " + ".join(
+        f"{name} {srv[f'mean_{name}_ms']:.2f}" for name in ("queue", "preprocess", "inference", "postprocess", "other")
+    )
+    rest = srv.get("mean_client_rest_ms")
+    tail = f"; + {rest:.2f} ms outside the server (client, HTTP)" if rest is not None else ""
+    batch = f"; mean batch {srv['mean_batch_size']:.1f}"
+    return f"{head} (ms): {parts} = {srv['mean_server_ms']:.2f} in the server{tail}{batch}"
+
+
 def print_levels(results: list[dict], mode: str, paths: dict) -> None:
     for r in results:
         s = r["summary"]
@@ -30,11 +48,7 @@ def print_levels(results: list[dict], mode: str, paths: dict) -> None:
             )
             print(f"   {behind}")
         if r["server"]:
-            srv = r["server"]
-            print(
-                f"   server: {srv['requests']} requests; per request: queue {srv['mean_queue_ms']:.1f} ms + "
-                f"processing {srv['mean_processing_ms']:.1f} ms = {srv['mean_server_ms']:.1f} ms in the server"
-            )
+            print(f"   {server_split(r['server'])}")
         if r["client"]:
             c = r["client"]
             print(

@@ -90,6 +90,12 @@ def run_level(
     measured = [r for r in records if not r.warmup]
     end = max((r.end for r in measured), default=measure_from)
     summary = summarize(records, max(end - measure_from, 1e-9))
+    server = promscrape.split(before, after)
+    if server and server["requests"] and records:
+        # what the client saw beyond the server (connection, HTTP, its own work), over the same requests: the
+        # server's counters include the warm-up's
+        client_ms = sum(r.latency for r in records) / len(records) * 1e3
+        server["mean_client_rest_ms"] = client_ms - server["mean_server_ms"]
     return {
         "mode": spec.mode,
         "level": spec.level,
@@ -99,7 +105,7 @@ def run_level(
         "windows": windows,
         "stopped_by": stopped_by,
         "interrupted": interrupted,
-        "server": promscrape.split(before, after),
+        "server": server,
         "client": client_cpu(load.cpu_s, wall, cores, len(records), load.processes, spec.cpu_limit)
         | {"failures": load.failures},
         "records": records,

@@ -21,6 +21,7 @@ STAGES: dict[str, tuple[str, str, str]] = {
     "explain": ("explain", "ask a running server for an attribution overlay PNG", "src/explain.py"),
     "bench": ("bench", "load-test a served model (closed/open loop, sweeps)", "src/utils/benchmark.py"),
     "bench-model": ("bench_model", "every backend in-process x batch sizes", "src/bench_model.py"),
+    "tune": ("tune", "search serving configurations under a latency budget", "src/tune.py"),
     "soak": ("soak", "long open-loop load at a fraction of capacity", "src/soak.py"),
     "neuron-exporter": ("neuron_exporter", "neuron-monitor's reports as Prometheus metrics", "src/neuron_exporter.py"),
     "demo": ("demo", "the main job end to end on the embedded digits data", "src/demo.py"),

@@ -96,7 +96,7 @@ def run(cfg: DictConfig) -> PackageResult:
         log.info("packaging %s (%s) ...", name, manifest["backend"])
         # the archiver stages files in $TMPDIR/<model name> and first deletes whatever is there: a private TMPDIR
         # keeps it from clobbering another packaging of the same name, or a folder it did not create
-        env = {**os.environ, "TMPDIR": tmp}
+        env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:  # what it half wrote stays in the temp folder; the store is untouched
             raise InfkitError(

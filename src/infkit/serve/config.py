@@ -38,6 +38,12 @@ class ServerConfig:
     log_file_mb: int = 10
     log_files: int = 5
     access_log: bool = False
+    #: the frontend's threads: accepting and answering HTTP (number_of_netty_threads), talking to the workers
+    #: (netty_client_threads); 0: TorchServe's default (the number of logical processors)
+    number_of_netty_threads: int = 0
+    netty_client_threads: int = 0
+    #: requests a model's queue holds before TorchServe answers 503
+    job_queue_size: int = 100
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
@@ -68,6 +74,11 @@ class ServerConfig:
             raise InfkitError(f"serve.server.log_level={self.log_level!r}; choose DEBUG, INFO, WARN or ERROR")
         if self.log_file_mb < 1 or self.log_files < 1:
             raise InfkitError("serve.server.log_file_mb and log_files must be >= 1")
+        for key in ("number_of_netty_threads", "netty_client_threads"):
+            if getattr(self, key) < 0:
+                raise InfkitError(f"serve.server.{key}={getattr(self, key)} is negative; give 0 (default) or more")
+        if self.job_queue_size < 1:
+            raise InfkitError(f"serve.server.job_queue_size={self.job_queue_size}; give 1 or more (default 100)")
 
     def replace(self, **changes) -> ServerConfig:
         return dataclasses.replace(self, **changes)
@@ -116,6 +127,9 @@ class ServerConfig:
             # only archives from the local model store may ever be registered
             "allowed_urls": f"file://{store}/.*",
             "metrics_mode": "prometheus",
+            # the handler's own counters (per-stage times) appear on the metrics endpoint as soon as it emits them
+            "model_metrics_auto_detect": "true",
+            "job_queue_size": self.job_queue_size,
             "disable_token_authorization": str(not self.token_auth).lower(),
             "token_expiration_min": self.token_expiration_min,
             "enable_envvars_config": "false",
@@ -125,6 +139,9 @@ class ServerConfig:
             "max_response_size": self.max_response_size,
             "vmargs": vmargs,
         }
+        for key in ("number_of_netty_threads", "netty_client_threads"):
+            if getattr(self, key):
+                lines[key] = getattr(self, key)
         return "".join(f"{k}={v}\n" for k, v in lines.items())
 
 

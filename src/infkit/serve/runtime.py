@@ -7,12 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from infkit.compile import manifest as mf
 from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import get_backend
-from infkit.data.transforms import eval_transform
+from infkit.data.transforms import eval_transform, to_mode
 from infkit.errors import InfkitError
 from infkit.serve import neuron_cores
 from infkit.utils.cpu import usable_cores
@@ -39,6 +41,10 @@ class ServedModel:
     directory: Path
     #: batch size -> callable; the key None means one callable for any batch size
     runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
+    _norm: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        self._labels = list(self.manifest["labels"])
 
     @classmethod
     def load(
@@ -47,11 +53,13 @@ class ServedModel:
         threads: int | None = None,
         shared_cores: bool = True,
         neuron_layout: str = "per_worker",
+        spinning: bool | None = None,
     ) -> ServedModel:
         """Load a packaged model. ONNX Runtime backends spin their threads only where compile measured it faster and
-        the worker's cores are its own. Neuron artifacts: the worker's NeuronCore budget is set before the SDK is
-        imported (neuron_cores.set_core_budget); with neuron_layout=data_parallel one artifact runs over every visible
-        core. Tensors stay on the CPU: a Neuron artifact moves its own data to the device."""
+        the worker's cores are its own, unless `spinning` (handler option) says on or off. Neuron artifacts: the
+        worker's NeuronCore budget is set before the SDK is imported (neuron_cores.set_core_budget); with
+        neuron_layout=data_parallel one artifact runs over every visible core. Tensors stay on the CPU: a Neuron
+        artifact moves its own data to the device."""
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
@@ -69,7 +77,11 @@ class ServedModel:
         # ONNX Runtime backends record whether spinning measured faster; it is used only on cores of one's own
         measured = (manifest.get("backend_options") or {}).get("allow_spinning")
         if measured is not None:
-            extra["spinning"] = bool(measured) and not shared_cores
+            extra["spinning"] = bool(measured) and not shared_cores if spinning is None else bool(spinning)
+        elif spinning is not None:
+            log.warning(
+                "handler option spinning=%s ignored: %s is not an ONNX Runtime artifact", spinning, manifest["backend"]
+            )
         entries = manifest["artifacts"]
         if extra.get("data_parallel"):
             # DataParallel batches dynamically: one artifact (the smallest compiled batch) serves any batch size
@@ -94,17 +106,44 @@ class ServedModel:
         return list(self.manifest["labels"])
 
     def transform(self):
+        """PIL image -> normalised (C,H,W) tensor, one at a time (training's eval transform)."""
         return eval_transform(self.manifest["input_size"], self.manifest["mean"], self.manifest["std"])
+
+    def to_array(self, image: Image.Image) -> np.ndarray:
+        """PIL image -> uint8 (H,W) or (H,W,C) array at the model's input size: the per-item part of the eval
+        transform (mode conversion, bilinear resize only when the size differs). The float work is batched."""
+        channels, height, width = (int(v) for v in self.manifest["input_size"])
+        image = to_mode(image, channels)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+    def batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """uint8 arrays -> one normalised (N,C,H,W) float batch: what ToTensor + Normalize give image by image,
+        in three tensor operations on the whole batch."""
+        if self._norm is None:
+            channels = int(self.manifest["input_size"][0])
+            mean = torch.tensor(self.manifest["mean"][:channels], dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.tensor(self.manifest["std"][:channels], dtype=torch.float32).view(1, -1, 1, 1)
+            self._norm = (1.0 / (255.0 * std), mean / std)
+        scale, shift = self._norm
+        x = torch.from_numpy(np.stack(arrays))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        return x.float().mul_(scale).sub_(shift).contiguous()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a (N,C,H,W) batch: one call for dynamic artifacts; static ones padded up to the
         nearest compiled batch size (chunks of the largest when N exceeds it), padding dropped."""
         return run_bucketed(self.runners, x)
 
+    def scores(self, logits: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
+        """[{label: probability}] in descending order, one dict per row of logits (one softmax, one top-k and one
+        conversion to Python numbers for the whole batch)."""
+        k = max(1, min(int(k), logits.shape[1]))
+        values, indices = torch.softmax(logits, dim=1).topk(k, dim=1)
+        labels = self._labels
+        return [{labels[i]: v for v, i in zip(vs, ix)} for vs, ix in zip(values.tolist(), indices.tolist())]
+
     def top_k(self, x: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
         """[{label: probability}] in descending order, one dict per input."""
-        probs = torch.softmax(self.logits(x), dim=1)
-        k = max(1, min(int(k), probs.shape[1]))
-        values, indices = probs.topk(k, dim=1)
-        labels = self.labels
-        return [{labels[i]: float(v) for v, i in zip(vs.tolist(), ix.tolist())} for vs, ix in zip(values, indices)]
+        return self.scores(self.logits(x), k)

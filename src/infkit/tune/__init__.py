@@ -1,0 +1,1 @@
+"""infkit tune: search serving configurations under a latency budget."""

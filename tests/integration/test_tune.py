@@ -1,0 +1,93 @@
+"""infkit tune for real on the session's digits ONNX artifact: two candidates packaged, served on free loopback ports
+and measured with short windows; the ranking, the plot and the winning .mar; Ctrl-C keeps what was measured and
+leaves no server behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infkit.cli.tune import main as tune_main
+from infkit.serve.process import STATE_FILE
+from tests.conftest import ROOT
+from tests.helpers.run_if import run_if
+
+pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
+
+# short windows: a level stops once 2 one-second windows agree within 500 % (i.e. after about 2 s)
+SHORT = ["--warmup", "0.5", "--duration", "4", "--window", "1", "--stable-windows", "2", "--tolerance", "5"]
+
+
+def test_tune_two_candidates_writes_ranking_plot_and_winner(onnx_compiled, tmp_path, capsys):
+    argv = [str(onnx_compiled), "--p99-ms", "5000", "--concurrency", "4", "--batch-size", "1,4"]
+    argv += ["--max-batch-delay", "2", "--threads", "1", "--out", str(tmp_path), *SHORT]
+    assert tune_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] measuring w=1 t=1 batch=1 delay=2ms" in out and "[2/2] measuring" in out
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    rows = list(csv.DictReader((run_dir / "ranking.csv").open()))
+    assert sorted(int(r["batch_size"]) for r in rows) == [1, 4]
+    assert all(r["status"] == "measured" and r["meets_budget"] == "True" for r in rows)
+    assert float(rows[0]["throughput_rps"]) >= float(rows[1]["throughput_rps"]) > 0
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["machine"]["usable_cores"] >= 1 and not doc["interrupted"]
+    for cand in doc["candidates"]:
+        (level,) = cand["levels"]
+        # every request answered; the server counted them (warm-up included) and split its time by stage
+        srv = level["server"]
+        assert level["errors"] == 0 and srv["requests"] >= level["requests"] > 0
+        assert srv["mean_inference_ms"] > 0 and srv["mean_preprocess_ms"] > 0
+    assert (run_dir / "pareto.png").stat().st_size > 10_000
+    assert "| rank |" in (run_dir / "ranking.md").read_text()
+    # the winner: its model-config.yaml and a .mar that carries the same settings
+    winner = yaml.safe_load((run_dir / "winner/model-config.yaml").read_text())
+    assert winner["batchSize"] == int(rows[0]["batch_size"]) and winner["maxBatchDelay"] == 2
+    assert winner["minWorkers"] == 1 and winner["handler"]["threads"] == 1
+    (mar,) = (run_dir / "winner").glob("*.mar")
+    with zipfile.ZipFile(mar) as z:
+        packed = yaml.safe_load(z.read("model-config.yaml"))
+    assert packed == winner
+    # every candidate's server was stopped (its state folder is removed only then) and its logs kept
+    for cand in doc["candidates"]:
+        assert not Path(cand["server_state_dir"]).exists()
+        assert (Path(cand["server_logs"]) / "ts_log.log").is_file()
+
+
+def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
+    cmd = [sys.executable, str(ROOT / "src/tune.py"), str(onnx_compiled), "--p99-ms", "5000"]
+    cmd += ["--concurrency", "2", "--batch-size", "1,2", "--max-batch-delay", "1", "--threads", "1"]
+    cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "60", "--window", "1", "--stable-windows", "50"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
+    lines = []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:  # the second candidate: interrupt it while its level is under load
+        lines.append(line)
+        if "[2/2] measuring" in line:
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    time.sleep(20)  # package + start + some load (the level runs for up to 60 s)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir() and p.name != "logs")
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["interrupted"]
+    statuses = sorted(c["status"] for c in doc["candidates"])
+    assert statuses[0] == "interrupted" or len(statuses) == 1, statuses
+    assert any(c["status"] == "measured" and c["levels"][0]["requests"] > 0 for c in doc["candidates"])
+    assert (run_dir / "ranking.csv").is_file() and (run_dir / "pareto.png").is_file()
+    # the server running at Ctrl-C was stopped
+    assert all(not Path(c["server_state_dir"]).exists() for c in doc["candidates"]), output
+    assert not list(tmp_path.rglob(STATE_FILE)), output
