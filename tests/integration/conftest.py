@@ -4,6 +4,7 @@ on free loopback ports for the whole session and stopped at its end."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,10 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
         "--export-path",
         str(store),
     ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    # the archiver stages in $TMPDIR/<model name>, deleting what is there: a folder of this test's own
+    tmp = store.parent / f"archiver-tmp-{model_name}"
+    tmp.mkdir(exist_ok=True)
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "TMPDIR": str(tmp)})
     return store / f"{model_name}.mar"
 
 
@@ -74,11 +78,13 @@ def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compi
         else:
             models[backend] = "digits_plain_torchscript"
             plain_archiver(out, models[backend], store)
-    # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py
+    # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py with one worker
+    # each (the two above run the default's workers): 2 cores serve the four models' workers
     for backend, result in (("onnx_int8", int8_compiled), ("export", export_compiled)):
+        one_worker = ["serve.model.minWorkers=1", "serve.model.maxWorkers=1"]
         cfg = compose_config(
             "package",
-            [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}"],
+            [f"artifact_dir={result.manifest_path.parent}", f"model_store={store}", *one_worker],
             base / f"package-{backend}",
         )
         models[backend] = package_stage.run(cfg).model_name

@@ -193,3 +193,18 @@ def test_every_file_a_dockerfile_copies_is_in_its_build_context(name):
         assert any(src == a or src.startswith(a.rstrip("/") + "/") for a in allowed), (
             f"{name} copies {src} but {name}.dockerignore does not admit it (add !{src})"
         )
+
+
+CONTAINER_CONFIGS = ["docker/config.properties", "k8s/kserve/config/config.properties", "k8s/configmap.yaml"]
+
+
+@pytest.mark.parametrize("path", CONTAINER_CONFIGS)
+def test_container_configs_expose_the_metrics_infkit_serve_does(path, tmp_path):
+    """Prometheus metrics with the handler's per-stage counters, as `infkit serve start` configures them."""
+    from infkit.serve.config import ServerConfig
+
+    ours = properties(ServerConfig().config_properties(tmp_path, 1 << 20))
+    text = (ROOT / path).read_text()
+    theirs = properties("\n".join(line.strip() for line in text.splitlines() if "=" in line and ":" not in line))
+    for key in ("metrics_mode", "model_metrics_auto_detect"):
+        assert theirs.get(key) == ours[key], (path, key)
