@@ -122,3 +122,14 @@ def test_already_running_names_the_exact_stop_command(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_state_dir_too_long_for_the_worker_sockets_is_refused_before_start(tmp_path):
+    """TorchServe's workers connect over <state_dir>/tmp/.ts.sock.<port>: past the Unix socket path limit every
+    worker dies at start and the start would wait its whole timeout. Refused up front, naming the fix."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    store = tmp_path / "store"
+    store.mkdir()
+    with pytest.raises(InfkitError, match=r"state_dir .* is too long: .* use a shorter state_dir"):
+        server.start(ServerConfig().with_free_ports(), store, deep)
+    assert not deep.exists()

@@ -26,8 +26,10 @@ from infkit.serve.config import ServerConfig
 from infkit.serve.process import STATE_FILE, forget, read_state, verdict
 from infkit.serve.readiness import describe, wait_ready
 
-
 # -- start ---------------------------------------------------------------------------------------
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL (Linux)
+
+
 def start(
     server: ServerConfig,
     model_store: Path,
@@ -43,6 +45,14 @@ def start(
     soon as TorchServe logs it. `strict` (default: True when one model is served) stops the server and raises;
     otherwise the others are served and the state lists the failures under 'failed'."""
     state_dir, model_store = Path(state_dir).resolve(), Path(model_store).resolve()
+    # workers talk to the frontend over Unix sockets <state>/tmp/.ts.sock.<port>; Linux allows 107 bytes of path
+    socket = state_dir / "tmp" / ".ts.sock.9000"
+    if len(str(socket).encode()) > SOCKET_PATH_MAX:
+        raise InfkitError(
+            f"state_dir {str(state_dir)!r} is too long: TorchServe's worker sockets under it ({socket}) would exceed "
+            f"the {SOCKET_PATH_MAX}-byte Unix socket path limit and every worker would die at start; use a shorter "
+            "state_dir (e.g. state_dir=/tmp/infkit-serve)"
+        )
     previous = read_state(state_dir)
     if previous:
         why = verdict(previous)
