@@ -202,9 +202,22 @@ CONTAINER_CONFIGS = ["docker/config.properties", "k8s/kserve/config/config.prope
 def test_container_configs_expose_the_metrics_infkit_serve_does(path, tmp_path):
     """Prometheus metrics with the handler's per-stage counters, as `infkit serve start` configures them."""
     from infkit.serve.config import ServerConfig
+    from infkit.serve.decode import DEFAULT_MAX_BYTES
 
-    ours = properties(ServerConfig().config_properties(tmp_path, 1 << 20))
+    ours = properties(ServerConfig().config_properties(tmp_path, DEFAULT_MAX_BYTES))
     text = (ROOT / path).read_text()
     theirs = properties("\n".join(line.strip() for line in text.splitlines() if "=" in line and ":" not in line))
-    for key in ("metrics_mode", "model_metrics_auto_detect"):
+    for key in ("metrics_mode", "model_metrics_auto_detect", "max_request_size", "max_response_size"):
         assert theirs.get(key) == ours[key], (path, key)
+
+
+def test_the_auth_proxy_admits_what_torchserve_admits():
+    """nginx in front of TorchServe (k8s auth proxy) must not refuse a body TorchServe would take: the handler's
+    JSON 413 is the answer users should see for a too-large image."""
+    import re
+
+    from infkit.serve.config import ServerConfig
+    from infkit.serve.decode import DEFAULT_MAX_BYTES
+
+    (size,) = re.findall(r"client_max_body_size (\w+);", (ROOT / "k8s/configmap.yaml").read_text())
+    assert size == str(ServerConfig().request_limit(DEFAULT_MAX_BYTES))
