@@ -77,13 +77,14 @@ def _round(value, digits: int = 4):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, digits)
 
 
-def _clean(obj):
+def json_safe(obj):
+    """obj with NaN and infinities as None (JSON has neither), through dicts, lists and tuples."""
     if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
         return None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -100,7 +101,7 @@ def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) 
         "machine": machine,
         "levels": [{k: v for k, v in r.items() if k != "records"} for r in results],
     }
-    paths["json"].write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    paths["json"].write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     neuron = any(r.get("neuron") for r in results)  # run beside neuron-monitor (--neuron-monitor)
     if neuron:
         from infkit.monitor.summary import NEURON_COLUMNS, neuron_row, plot_levels

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from infkit.bench.report import json_safe
 from infkit.tune.search import Budget, best_level, pareto, rank
 
 COLUMNS = [
@@ -119,19 +120,9 @@ def write(
         "ranking": rows,
         "candidates": [{**r, "candidate": r["candidate"].as_dict()} for r in ranked],
     }
-    paths["json"].write_text(json.dumps(_clean(doc), indent=2, default=str) + "\n")
+    paths["json"].write_text(json.dumps(json_safe(doc), indent=2, default=str) + "\n")
     plot(results, budget, names, paths["png"], machine)
     return paths, ranked
-
-
-def _clean(obj):
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def plot(results: list[dict], budget: Budget, names: Sequence[str], path: Path, machine: dict) -> None:
