@@ -99,8 +99,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if bool(args.model_store) != bool(args.model):
         fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
+    from infkit.demo import live_tests_command
     from infkit.serve.auth import inference_token
-    from infkit.serve.config import free_ports
+    from infkit.serve.config import ServerConfig, free_ports
 
     t_start = time.monotonic()
     check_engine(args.docker)
@@ -151,29 +152,9 @@ def main(argv=None) -> int:
             key_file.write_text(keys.stdout)
             if not inference_token(key_file):
                 fail(f"no inference key in the container's key_file.json: {keys.stdout[:200]} {keys.stderr[:200]}")
-            tests = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "tests/test_serve",
-                "--public_ip",
-                "127.0.0.1",
-                "--model",
-                model,
-                "--dataset",
-                "digits",
-                "--http-port",
-                str(http),
-                "--grpc-port",
-                str(grpc),
-                "--metrics-port",
-                str(metrics),
-                "--key-file",
-                str(key_file),
-            ]
+            # the host ports the container's 8080 / 7070 / 8082 are published on
+            host = ServerConfig().replace(inference_port=http, grpc_inference_port=grpc, metrics_port=metrics)
+            tests = live_tests_command(host, model, key_file)
             print("$ " + " ".join(tests), flush=True)
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-3000:], result.stderr[-2000:], sep="", flush=True)
