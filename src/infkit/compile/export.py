@@ -38,6 +38,12 @@ def _whole(options: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an error (compiler and loader errors run to pages), or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 class ExportBackend:
     name = "export"
     suffix = ".pt2"
@@ -79,9 +85,8 @@ class ExportBackend:
         try:
             aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise InfkitError(
-                f"AOTInductor could not build {path.name} with {_compiler()!r} ({first}); check the C++ "
+                f"AOTInductor could not build {path.name} with {_compiler()!r} ({_first_line(exc)}); check the C++ "
                 "toolchain (g++ with OpenMP), or use compile=onnx or compile=torchscript"
             ) from None
         return {
@@ -100,9 +105,8 @@ class ExportBackend:
         try:
             compiled = aoti_load_package(str(path))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise InfkitError(
-                f"{Path(path).name} does not load with torch {torch.__version__} ({first}); an "
+                f"{Path(path).name} does not load with torch {torch.__version__} ({_first_line(exc)}); an "
                 "AOTInductor package runs only with the torch that compiled it: compile again here"
             ) from None
 
