@@ -44,6 +44,8 @@ class ServerConfig:
     netty_client_threads: int = 0
     #: requests a model's queue holds before TorchServe answers 503
     job_queue_size: int = 100
+    #: infkit.serve.guard on inference_port, TorchServe's inference API behind it on a free loopback port
+    form_guard: bool = True
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
@@ -108,14 +110,17 @@ class ServerConfig:
             return int(self.max_request_size)
         return -(-int(max_image_bytes) * 4 // 3) + 64 * 1024
 
-    def config_properties(self, model_store: Path, max_image_bytes: int, log_config: Path | None = None) -> str:
-        """config.properties with safe defaults: loopback, token auth, model API off, local archives only."""
+    def config_properties(
+        self, model_store: Path, max_image_bytes: int, log_config: Path | None = None, inference_port: int | None = None
+    ) -> str:
+        """config.properties with safe defaults: loopback, token auth, model API off, local archives only.
+        `inference_port`: where TorchServe's inference API listens when it is not inference_port (behind the guard)."""
         host, store = self.address, Path(model_store).resolve()
         vmargs = f"-Xmx{self.java_heap} -XX:+ExitOnOutOfMemoryError"
         if log_config:
             vmargs += f" -Dlog4j.configurationFile=file://{Path(log_config).resolve()}"
         lines = {
-            "inference_address": f"http://{host}:{self.inference_port}",
+            "inference_address": f"http://{host}:{inference_port or self.inference_port}",
             "management_address": f"http://{host}:{self.management_port}",
             "metrics_address": f"http://{host}:{self.metrics_port}",
             "grpc_inference_address": host,
@@ -174,13 +179,13 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def free_ports(host: str = "127.0.0.1") -> dict[str, int]:
-    """One free port for each of PORT_KEYS, picked by the OS."""
-    socks = [socket.socket() for _ in PORT_KEYS]
+def free_ports(host: str = "127.0.0.1", keys: tuple[str, ...] = PORT_KEYS) -> dict[str, int]:
+    """One free port for each of `keys`, picked by the OS."""
+    socks = [socket.socket() for _ in keys]
     try:
         for s in socks:
             s.bind((host, 0))
-        return {k: s.getsockname()[1] for k, s in zip(PORT_KEYS, socks)}
+        return {k: s.getsockname()[1] for k, s in zip(keys, socks)}
     finally:
         for s in socks:
             s.close()

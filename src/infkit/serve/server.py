@@ -22,7 +22,7 @@ from infkit.errors import InfkitError
 from infkit.serve import logs
 from infkit.serve.archives import check_models
 from infkit.serve.auth import KEY_FILE, read_keys
-from infkit.serve.config import ServerConfig
+from infkit.serve.config import ServerConfig, free_ports
 from infkit.serve.process import STATE_FILE, forget, read_state, verdict
 from infkit.serve.readiness import describe, wait_ready
 
@@ -82,7 +82,9 @@ def start(
     log_config.write_text(logs.log4j2_xml(log_dir, server))
     config = state_dir / "config.properties"
     max_image = max(a.max_image_bytes for a in archives.values())
-    config.write_text(server.config_properties(model_store, max_image, log_config))
+    # behind the guard, TorchServe's inference API listens on a free loopback port of the same address
+    upstream = free_ports(server.address, ("upstream",))["upstream"] if server.form_guard else None
+    config.write_text(server.config_properties(model_store, max_image, log_config, upstream))
     out = log_dir / "torchserve.out"
     if out.exists():  # keep the previous run's console output, never append forever
         out.replace(log_dir / "torchserve.out.1")
@@ -101,6 +103,9 @@ def start(
     ]
     if not server.token_auth:
         cmd.append("--disable-token-auth")
+    if upstream:  # the guard leads the process group and runs TorchServe as its child: they live and end together
+        listen, behind = f"{server.address}:{server.inference_port}", f"{server.address}:{upstream}"
+        cmd = [sys.executable, "-m", "infkit.serve.guard", "--listen", listen, "--upstream", behind, "--", *cmd]
     env = {
         **os.environ,
         "LOG_LOCATION": str(log_dir),
@@ -125,6 +130,7 @@ def start(
         "pgid": os.getpgid(proc.pid),
         "create_time": leader.create_time(),
         "cmdline": cmd[:3],
+        "upstream_port": upstream,
         "models": list(archives),
         "failed": failed,
         "urls": server.urls(),
