@@ -12,8 +12,13 @@ it does beside torch-neuronx). Here tensors stay on the CPU, as a Neuron artifac
 NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; TorchServe has no Neuron device).
 """
 
+from infkit.serve.guard import ORIGINAL_TYPE
 from infkit.serve.runtime import cores_shared, threads_per_worker
 from infkit.serve.service import STAGE_METRICS, Service
+
+# the client's Content-Type: the guard's copy of it first (it hands form bodies on as octet-stream); TorchServe keeps
+# header names as the client spelled them
+TYPE_HEADERS = (ORIGINAL_TYPE, "Content-Type", "content-type")
 
 
 class InfkitHandler:
@@ -43,9 +48,11 @@ class InfkitHandler:
         self.initialized = True
 
     def handle(self, data, context):
-        explain = [context.get_request_header(i, "explain") == "True" for i in range(len(data))]
+        n = len(data)
+        explain = [context.get_request_header(i, "explain") == "True" for i in range(n)]
+        types = [next(filter(None, (context.get_request_header(i, h) for h in TYPE_HEADERS)), None) for i in range(n)]
         timings = {}
-        out = self.service.handle(data, explain, context.set_response_status, timings)
+        out = self.service.handle(data, explain, context.set_response_status, timings, types)
         metrics = getattr(context, "metrics", None)
         if metrics is not None:
             self.record(metrics, getattr(context, "model_name", None) or "model", timings, len(data))

@@ -25,14 +25,17 @@ pytestmark = pytest.mark.slow
 
 
 class Context:
-    def __init__(self, model_dir, explain=()):
+    def __init__(self, model_dir, explain=(), headers=None):
         self.system_properties = {"model_dir": str(model_dir)}
         self.model_yaml_config = {"minWorkers": 1, "handler": {"topk": 3}}
         self.explain = set(explain)
+        self.headers = headers or {}  # index -> {header: value}, names as the client spelled them
         self.statuses = {}
 
     def get_request_header(self, idx, key):
-        return "True" if key == "explain" and idx in self.explain else None
+        if key == "explain":
+            return "True" if idx in self.explain else None
+        return self.headers.get(idx, {}).get(key)
 
     def set_response_status(self, code=200, phrase="", idx=0):
         self.statuses[idx] = (code, phrase)
@@ -82,6 +85,21 @@ def test_batch_with_one_corrupt_item(compiled, backend):
         if i != 2:
             assert len(response) == 3 and list(response.values()) == sorted(response.values(), reverse=True)
             assert abs(sum(response.values())) <= 1.0 + 1e-6
+
+
+def test_form_typed_bodies_in_one_batch(compiled):
+    """What the guard hands on for `curl --data-binary` (raw bytes, the client's form type in X-Infkit-Content-Type)
+    and what TorchServe alone leaves of it (form fields under the client's Content-Type)."""
+    handler = load_handler()
+    form = "application/x-www-form-urlencoded"
+    headers = {0: {"X-Infkit-Content-Type": form}, 1: {"X-Infkit-Content-Type": form}, 2: {"Content-Type": form}}
+    ctx = Context(compiled["onnx"], headers=headers)
+    handler.initialize(ctx)
+    items = [{"body": RESOURCES[0].read_bytes()}, {"body": b"a=b&c=d"}, {"garbled\x89": b""}]
+    out = handler.handle(items, ctx)
+    assert len(out[0]) == 3 and 0 not in ctx.statuses  # the image is answered (the tiny model's top 3)
+    assert ctx.statuses == {1: (415, "Unsupported Media Type"), 2: (415, "Unsupported Media Type")}
+    assert all("--data-binary" in out[i]["message"] for i in (1, 2))
 
 
 def test_batched_results_equal_single_requests(compiled):

@@ -140,8 +140,17 @@ def test_a_json_list_of_images_gets_one_answer_per_image(live):
     assert [next(iter(a)) for a in answers] == [label_of(p) for p in images]
 
 
+def test_curl_data_binary_of_every_image_is_answered(live):
+    """`curl --data-binary @img.png URL` sends the image as application/x-www-form-urlencoded; TorchServe alone
+    answers some images 500 from its form decoder. Served through infkit (the guard on the inference port, or the
+    k8s auth proxy) each one is predicted."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = {p.name: predict(live, p.read_bytes(), headers=form) for p in live.images}
+    assert {name: r.status_code for name, r in answers.items()} == {p.name: 200 for p in live.images}
+    assert {name: next(iter(r.json())) for name, r in answers.items()} == {p.name: label_of(p) for p in live.images}
+
+
 def test_a_form_encoded_body_is_a_clear_4xx(live):
-    """What `curl --data-binary` sends by default (application/x-www-form-urlencoded) when the body survives
-    TorchServe's form decoder: a 415 that says how to send an image."""
+    """A real form (no image in it) sent the way `curl --data-binary` sends: a 415 that says how to send an image."""
     r = predict(live, b"a=b&c=d", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and "Content-Type" in r.json()["message"], r.text

@@ -75,7 +75,7 @@ def test_raw_multipart_and_json_forms():
         (encoded("PNG")[:40], 400, "corrupt or truncated"),
         ({"body": {"data": "%%%not base64"}}, 400, "base64"),
         ({"body": {"nothing": "here"}}, 400, "no image"),
-        ({"something": b"x"}, 415, "arrived as form fields"),
+        ({"something": b"x"}, 415, "cut it into form fields"),
         (b'{"data": "abc"', 400, "not valid JSON"),
         (b"[1, 2", 400, "not valid JSON"),
         ({"body": b'  {"data": '}, 400, "not valid JSON"),
@@ -89,6 +89,30 @@ def test_bad_items_get_their_own_status(item, status, words):
         decode_request(item, 10, LABELS)
     assert err.value.status == status and words in err.value.message
     assert err.value.body()["code"] == status
+
+
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ({}, "cut it into form fields"),  # TorchServe's form decoder left nothing: the bytes are gone
+        ({"\x89PNG\r\n": b""}, "cut it into form fields"),
+        (b"a=b&c=d", "is not an image"),  # behind the guard: the raw bytes of a real form
+    ],
+)
+def test_a_form_body_without_an_image_is_415_with_the_curl_fix(item, words):
+    with pytest.raises(ItemError) as err:
+        decode_request(item, 10, LABELS, content_type=FORM)
+    assert err.value.status == 415
+    assert words in err.value.message and "-H 'Content-Type: image/png'" in err.value.message
+
+
+def test_an_image_sent_as_form_data_is_decoded():
+    """Behind the guard a form-typed body reaches the handler as raw bytes: an image there is unambiguous."""
+    assert decode_request(encoded("PNG"), 10, LABELS, content_type=FORM).image.size == (12, 9)
+    assert decode_request({"body": encoded("JPEG")}, 10, LABELS, content_type=FORM).image.size == (12, 9)
 
 
 def test_size_limit_is_413():

@@ -12,6 +12,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from infkit.serve.guard import FORM
+
 # formats Pillow decodes in pure Python or its own C decoders (none hands the bytes to an outside program, as EPS
 # does to Ghostscript); JPEG includes the multi-picture JPEGs (MPO) cameras write
 FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "ICO", "PPM", "TGA")
@@ -26,6 +28,18 @@ FORM_HINT = (
     "curl -H 'Content-Type: image/png' --data-binary @img.png URL), or as a multipart field 'data' "
     "(curl -F data=@img.png URL)"
 )
+
+
+FORM_MISTAKE = (
+    "the body was sent as form data (Content-Type application/x-www-form-urlencoded, which curl --data-binary sends "
+    "unless told otherwise)"
+)
+
+
+def is_form(content_type: str | None) -> bool:
+    """True for a request sent as application/x-www-form-urlencoded (as the client sent it: behind the guard the
+    handler gets the raw bytes and the client's type in X-Infkit-Content-Type)."""
+    return bool(content_type) and content_type.split(";")[0].strip().lower() == FORM.decode()
 
 
 class ItemError(Exception):
@@ -95,21 +109,18 @@ def _b64(text: str) -> bytes:
         raise ItemError(400, "image field is not valid base64") from None
 
 
-def payloads(item: Any) -> tuple[list[bytes], dict[str, Any], bool]:
+def payloads(item: Any, form: bool = False) -> tuple[list[bytes], dict[str, Any], bool]:
     """The image bytes of one request item (several when the client sent a JSON list), any JSON/multipart fields
-    that came with them, and whether the client sent a list (then the answer is a list too)."""
+    that came with them, and whether the client sent a list (then the answer is a list too). `form`: the client sent
+    it as application/x-www-form-urlencoded."""
     fields: dict[str, Any] = {}
     raw: Any = item
     if isinstance(item, dict):
         fields = {k: v for k, v in item.items() if k not in IMAGE_KEYS}
         raw = next((item[k] for k in IMAGE_KEYS if k in item and item[k] is not None), None)
         if raw is None:
-            if fields:  # TorchServe decoded a form body into fields: the bytes are gone
-                raise ItemError(
-                    415,
-                    "the body arrived as form fields (Content-Type application/x-www-form-"
-                    "urlencoded, which curl --data-binary sends unless told otherwise); " + FORM_HINT,
-                )
+            if fields or form:  # TorchServe decoded a form body into fields: the bytes are gone
+                raise ItemError(415, f"{FORM_MISTAKE} and TorchServe cut it into form fields; {FORM_HINT}")
             raise ItemError(400, "request has no image: " + FORM_HINT)
     if isinstance(raw, (dict, list)):  # TorchServe already parsed an application/json body
         images, doc_fields, many = _from_json(raw)
@@ -196,26 +207,32 @@ def parse_target(value: Any, num_classes: int, labels: list[str]) -> int | None:
 
 
 def decode_requests(
-    item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES
+    item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES, content_type: str | None = None
 ) -> tuple[list[Request], bool]:
     """The images of one request item and whether the client sent a list (answered with a list, one answer per
-    image). One bad image in a list fails the whole request with a 4xx naming it: never a partial answer."""
-    images, fields, many = payloads(item)
+    image). One bad image in a list fails the whole request with a 4xx naming it: never a partial answer.
+    `content_type`: the client's Content-Type; a form body that holds no image is answered 415 with the fix."""
+    form = is_form(content_type)
+    images, fields, many = payloads(item, form)
     target = parse_target(fields.get("target"), num_classes, labels)
     requests = []
     for k, data in enumerate(images):
         try:
             requests.append(Request(image=open_image(data, max_bytes), target=target, options=fields))
         except ItemError as err:
+            if form and err.status == 415:
+                raise ItemError(415, f"{FORM_MISTAKE} and is not an image; {FORM_HINT}") from None
             if not many:
                 raise
             raise ItemError(err.status, f"image {k} of {len(images)}: {err.message}") from None
     return requests, many
 
 
-def decode_request(item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES) -> Request:
+def decode_request(
+    item: Any, num_classes: int, labels: list[str], max_bytes: int = DEFAULT_MAX_BYTES, content_type: str | None = None
+) -> Request:
     """The one image of a request item (a list of several is a 400 here)."""
-    requests, _ = decode_requests(item, num_classes, labels, max_bytes)
+    requests, _ = decode_requests(item, num_classes, labels, max_bytes, content_type)
     if len(requests) != 1:
         raise ItemError(400, f"{len(requests)} images in one request; send one")
     return requests[0]

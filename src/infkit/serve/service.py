@@ -54,9 +54,9 @@ class Service:
             self._explainer = Explainer(self.model.directory, self.model.manifest, n_steps=self.explain_steps)
         return self._explainer
 
-    def _prepare(self, item: Any) -> tuple[list[np.ndarray], list[int | None], bool]:
+    def _prepare(self, item: Any, content_type: str | None) -> tuple[list[np.ndarray], list[int | None], bool]:
         labels = self.model.labels
-        requests, many = decode_requests(item, len(labels), labels, self.max_image_bytes)
+        requests, many = decode_requests(item, len(labels), labels, self.max_image_bytes, content_type)
         try:
             return [self.model.to_array(r.image) for r in requests], [r.target for r in requests], many
         except (OSError, ValueError) as exc:  # e.g. truncated data PIL only notices while converting
@@ -68,18 +68,20 @@ class Service:
         explain: Sequence[bool],
         set_status: SetStatus,
         timings: dict[str, float] | None = None,
+        content_types: Sequence[str | None] | None = None,
     ) -> list[Any]:
         """One response per item: top-k dicts (or attributions) — a list of them when the item held a list of
         images — or an error body with a 4xx status. All images of the batch go through the model in one call.
         `timings` (when given) gets the seconds spent in preprocess (decode, resize, the batch tensor), inference
-        (the model call) and postprocess (softmax, top-k, answers) of this batch."""
+        (the model call) and postprocess (softmax, top-k, answers) of this batch. `content_types`: each request's
+        Content-Type as the client sent it."""
         clock = time.perf_counter
         t0 = clock()
         responses: list[Any] = [None] * len(items)
         prepared: dict[int, tuple[list[np.ndarray], list[int | None], bool]] = {}
         for i, item in enumerate(items):
             try:
-                prepared[i] = self._prepare(item)
+                prepared[i] = self._prepare(item, content_types[i] if content_types else None)
             except ItemError as err:
                 set_status(err.status, err.phrase, i)
                 responses[i] = err.body()
