@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from image_build import build, check_engine, check_image, fail, sh  # beside this script, as base_image and pod_check
@@ -28,25 +29,48 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def package_digits(work: Path) -> tuple[Path, str]:
-    """train digits_example -> compile=onnx -> package, into `work` (kept: later runs reuse the .mar)."""
+    """train digits_example -> compile=onnx -> package, into `work` (kept: later runs reuse the .mar, or the compiled
+    model when the .mar holds another handler than this checkout's, which the image runs with)."""
+    from infkit.package import run as package_stage
+    from infkit.utils.compose import compose_config
+
+    store = work / "model_store"
+    reusable = current_archive(store)
+    if reusable:
+        print(f"reusing the digits model packaged by an earlier run: {reusable} (delete {work} to retrain)", flush=True)
+        return store, reusable.stem
+    if not (work / "compile" / "manifest.json").is_file():
+        train_and_compile(work)
+    packaged = package_stage.run(
+        compose_config("package", [f"artifact_dir={work / 'compile'}", f"model_store={store}"], work / "package")
+    )
+    return store, packaged.model_name
+
+
+def current_archive(store: Path) -> Path | None:
+    """A readable .mar in `store` whose handler is this checkout's handlers/infkit_handler.py."""
     from infkit.errors import InfkitError
     from infkit.serve.archives import read_archive
 
-    store = work / "model_store"
+    handler = (ROOT / "handlers/infkit_handler.py").read_bytes()
     for mar in sorted(store.glob("*.mar")):
         try:
             read_archive(mar)
-        except InfkitError as exc:
-            print(f"not reusing {mar}: {exc}; packaging again", flush=True)
-            continue
-        print(f"reusing the digits model packaged by an earlier run: {mar} (delete {work} to retrain)", flush=True)
-        return store, mar.stem
+            with zipfile.ZipFile(mar) as z:
+                if z.read("infkit_handler.py") == handler:
+                    return mar
+            print(f"not reusing {mar}: it holds another version of the handler", flush=True)
+        except (InfkitError, KeyError, zipfile.BadZipFile) as exc:
+            print(f"not reusing {mar}: {exc}", flush=True)
+    return None
+
+
+def train_and_compile(work: Path) -> None:
     from infkit.compile import run as compile_stage
-    from infkit.package import run as package_stage
     from infkit.train import run as train_stage
     from infkit.utils.compose import compose_config
 
-    print("training digits_example (a few minutes), compiling to ONNX, packaging ...", flush=True)
+    print("training digits_example (a few minutes), compiling to ONNX ...", flush=True)
     trained = train_stage.run(
         compose_config(
             "train",
@@ -60,10 +84,6 @@ def package_digits(work: Path) -> tuple[Path, str]:
             "trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", "compile=onnx"], work / "compile"
         )
     )
-    packaged = package_stage.run(
-        compose_config("package", [f"artifact_dir={work / 'compile'}", f"model_store={store}"], work / "package")
-    )
-    return store, packaged.model_name
 
 
 def wait_healthy(docker: str, name: str, timeout: float = 300.0) -> None:

@@ -4,6 +4,7 @@ Building and running the CPU image is `make docker-test`."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,21 @@ import pytest
 from tests.deploy_promql import ROOT, properties
 
 
+def container_command(dockerfile: str = "Dockerfile.cpu") -> list[str]:
+    text = (ROOT / "docker" / dockerfile).read_text().replace("\\\n", "")
+    return json.loads(next(ln for ln in text.splitlines() if ln.startswith("CMD "))[4:])
+
+
 def test_container_config_binds_the_container_network_with_auth_on():
     conf = properties((ROOT / "docker/config.properties").read_text())
-    assert conf["inference_address"] == "http://0.0.0.0:8080" and conf["metrics_address"] == "http://0.0.0.0:8082"
+    # REST inference reaches TorchServe through the guard: it listens on the published port, TorchServe on loopback
+    cmd = container_command()
+    assert cmd[:3] == ["python3", "-m", "infkit.serve.guard"] and "torchserve" in cmd[cmd.index("--") + 1 :]
+    assert cmd[cmd.index("--listen") + 1] == "0.0.0.0:8080"
+    assert conf["inference_address"] == f"http://{cmd[cmd.index('--upstream') + 1]}"
+    assert (
+        conf["inference_address"].startswith("http://127.0.0.1:") and conf["metrics_address"] == "http://0.0.0.0:8082"
+    )
     assert conf["grpc_inference_address"] == "0.0.0.0" and conf["grpc_inference_port"] == "7070"
     assert conf["management_address"].startswith("http://127.0.0.1:")
     assert conf["disable_token_authorization"] == "false" and conf["enable_model_api"] == "false"

@@ -120,6 +120,10 @@ def test_kserve_runtime_and_inference_service_fit_together():
     assert "--model-store=/mnt/models/model-store" in args
     assert "--ts-config=/mnt/models/config/config.properties" in args
     assert "--foreground" in args
+    # KServe sends traffic to 8080, where the guard listens, TorchServe's inference API behind it
+    conf = properties((K8S / "kserve/config/config.properties").read_text())
+    assert args.startswith("python3 -m infkit.serve.guard --listen=0.0.0.0:8080 --upstream=127.0.0.1:")
+    assert f"--upstream={conf['inference_address'].removeprefix('http://')} -- torchserve" in args
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] in {f["name"] for f in formats}
     assert model["runtime"] == runtime["metadata"]["name"]
@@ -162,6 +166,9 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
     template = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     assert f"proxy_pass http://127.0.0.1:{port};" in template
     assert '$http_authorization != "Bearer ${INFKIT_INFERENCE_KEY}"' in template
+    # form-typed bodies (curl --data-binary) go on as raw bytes with the client's type beside them, as the guard does
+    assert "proxy_set_header Content-Type $infkit_content_type;" in template
+    assert "proxy_set_header X-Infkit-Content-Type $infkit_form_type;" in template
     # an empty key in the committed Secret: the proxy must refuse to start with it
     assert one("Secret", "infkit-token-keys")["stringData"]["inference-key"] == ""
     for deployment in by_kind("Deployment"):
