@@ -71,7 +71,7 @@ class _Upstream(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.client.transport.close()
 
-    def pause_writing(self) -> None:  # the client's side is full: stop reading TorchServe's
+    def pause_writing(self) -> None:  # TorchServe is slow to take the client's bytes: stop reading the client
         self.client.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -105,11 +105,13 @@ class _Client(asyncio.Protocol):
             )
             self.transport.close()
             return
+        if self.transport.is_closing():  # the client left while TorchServe's connection was opening
+            self.upstream.close()
+            return
         for data in self.pending:
             self.upstream.write(data)
         self.pending.clear()
-        if not self.transport.is_closing():
-            self.transport.resume_reading()
+        self.transport.resume_reading()
 
     def _send(self, data) -> None:
         if self.upstream is None:
@@ -182,7 +184,7 @@ class _Client(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.close()
 
-    def pause_writing(self) -> None:  # TorchServe's side is slow to take the client's bytes
+    def pause_writing(self) -> None:  # the client is slow to take the answers: stop reading TorchServe
         if self.upstream is not None:
             self.upstream.pause_reading()
 
