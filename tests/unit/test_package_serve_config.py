@@ -69,6 +69,13 @@ def test_one_size_limit_the_handlers_413_is_what_users_meet(tmp_path):
     assert props_of(fixed.config_properties(tmp_path, 10 * 2**20))["max_request_size"] == "1000000"
 
 
+def test_behind_the_guard_torchserves_inference_api_is_on_the_loopback_only(tmp_path):
+    _, srv = serve_cfg(tmp_path, "serve.server.address=10.1.2.3")
+    props = props_of(srv.config_properties(tmp_path, 2**20, inference_port=9555))
+    assert props["inference_address"] == "http://127.0.0.1:9555" and props["metrics_address"].startswith("http://10.")
+    assert props_of(srv.config_properties(tmp_path, 2**20))["inference_address"] == "http://10.1.2.3:8080"
+
+
 def test_ports_are_configurable(tmp_path):
     _, srv = serve_cfg(tmp_path, "serve.server.inference_port=9123", "serve.server.grpc_inference_port=9124")
     props = srv.config_properties(tmp_path, 2**20)

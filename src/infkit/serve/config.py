@@ -114,13 +114,16 @@ class ServerConfig:
         self, model_store: Path, max_image_bytes: int, log_config: Path | None = None, inference_port: int | None = None
     ) -> str:
         """config.properties with safe defaults: loopback, token auth, model API off, local archives only.
-        `inference_port`: where TorchServe's inference API listens when it is not inference_port (behind the guard)."""
+        `inference_port`: the loopback port TorchServe's inference API listens on behind the guard (127.0.0.1 whatever
+        `address` is: only the guard talks to it)."""
         host, store = self.address, Path(model_store).resolve()
         vmargs = f"-Xmx{self.java_heap} -XX:+ExitOnOutOfMemoryError"
         if log_config:
             vmargs += f" -Dlog4j.configurationFile=file://{Path(log_config).resolve()}"
         lines = {
-            "inference_address": f"http://{host}:{inference_port or self.inference_port}",
+            "inference_address": f"http://127.0.0.1:{inference_port}"
+            if inference_port
+            else f"http://{host}:{self.inference_port}",
             "management_address": f"http://{host}:{self.management_port}",
             "metrics_address": f"http://{host}:{self.metrics_port}",
             "grpc_inference_address": host,

@@ -82,8 +82,8 @@ def start(
     log_config.write_text(logs.log4j2_xml(log_dir, server))
     config = state_dir / "config.properties"
     max_image = max(a.max_image_bytes for a in archives.values())
-    # behind the guard, TorchServe's inference API listens on a free loopback port of the same address
-    upstream = free_ports(server.address, ("upstream",))["upstream"] if server.form_guard else None
+    # behind the guard, TorchServe's inference API listens on a free port of the loopback
+    upstream = free_ports("127.0.0.1", ("upstream",))["upstream"] if server.form_guard else None
     config.write_text(server.config_properties(model_store, max_image, log_config, upstream))
     out = log_dir / "torchserve.out"
     if out.exists():  # keep the previous run's console output, never append forever
@@ -104,7 +104,7 @@ def start(
     if not server.token_auth:
         cmd.append("--disable-token-auth")
     if upstream:  # the guard leads the process group and runs TorchServe as its child: they live and end together
-        listen, behind = f"{server.address}:{server.inference_port}", f"{server.address}:{upstream}"
+        listen, behind = f"{server.address}:{server.inference_port}", f"127.0.0.1:{upstream}"
         cmd = [sys.executable, "-m", "infkit.serve.guard", "--listen", listen, "--upstream", behind, "--", *cmd]
     env = {
         **os.environ,
