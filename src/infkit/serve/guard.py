@@ -93,7 +93,7 @@ class _Client(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         transport.pause_reading()
-        asyncio.get_running_loop().create_task(self._connect())
+        self.connecting = asyncio.get_running_loop().create_task(self._connect())  # held: the loop keeps weak refs
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
