@@ -120,12 +120,10 @@ class _Client(asyncio.Protocol):
             self.upstream.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.state == "raw" or (self.state in ("body", "data") and not self.buffer and len(data) <= self.left):
-            self._send(data)  # the common large-body case: no copy into the buffer
-            self.left -= len(data)
-            if self.state != "raw" and not self.left:
-                self.state = "head" if self.state == "body" else "size"
-            return
+        if self.state == "raw":
+            return self._send(data)
+        if self.state in ("body", "data") and not self.buffer and len(data) <= self.left:
+            return self._pass_body(data)  # the common large-body case: no copy into the buffer
         self.buffer += data
         try:
             while self.buffer and self._step():
@@ -136,16 +134,20 @@ class _Client(asyncio.Protocol):
             self._send(self.buffer)
             self.buffer.clear()
 
+    def _pass_body(self, data) -> None:
+        """Send on bytes of the current body or chunk; at its end, a head (body) or a chunk size (data) is next."""
+        self._send(data)
+        self.left -= len(data)
+        if not self.left:
+            self.state = "head" if self.state == "body" else "size"
+
     def _step(self) -> bool:
         """Consume what the buffer holds of the current part; False: wait for more bytes."""
         buf = self.buffer
         if self.state in ("body", "data"):
             n = min(self.left, len(buf))
-            self._send(buf[:n])
+            self._pass_body(buf[:n])
             del buf[:n]
-            self.left -= n
-            if not self.left:
-                self.state = "head" if self.state == "body" else "size"
             return True
         if self.state == "head":
             while buf[:2] == b"\r\n":  # blank lines may precede a request
