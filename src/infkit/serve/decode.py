@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from infkit.serve.guard import FORM
+from infkit.serve.guard import is_form
 
 # formats Pillow decodes in pure Python or its own C decoders (none hands the bytes to an outside program, as EPS
 # does to Ghostscript); JPEG includes the multi-picture JPEGs (MPO) cameras write
@@ -34,12 +34,6 @@ FORM_MISTAKE = (
     "the body was sent as form data (Content-Type application/x-www-form-urlencoded, which curl --data-binary sends "
     "unless told otherwise)"
 )
-
-
-def is_form(content_type: str | None) -> bool:
-    """True for a request sent as application/x-www-form-urlencoded (as the client sent it: behind the guard the
-    handler gets the raw bytes and the client's type in X-Infkit-Content-Type)."""
-    return bool(content_type) and content_type.split(";")[0].strip().lower() == FORM.decode()
 
 
 class ItemError(Exception):

@@ -7,9 +7,6 @@ listens on the inference port and changes one header line: such a request's Cont
 application/octet-stream, and X-Infkit-Content-Type keeps the client's. Everything else passes byte for byte in both
 directions, one TorchServe connection per client connection, so answers keep their order.
 
-A request head it cannot follow (no usable length, or over HEAD_LIMIT) is passed on as it came, and the rest of that
-connection is relayed untouched: TorchServe answers it as it would without the front.
-
     python -m infkit.serve.guard --listen 127.0.0.1:8080 --upstream 127.0.0.1:8090 [-- torchserve --foreground ...]
 """
 
@@ -22,15 +19,22 @@ import json
 import signal
 import sys
 
-FORM = b"application/x-www-form-urlencoded"
+FORM = "application/x-www-form-urlencoded"
 #: the header that carries the client's Content-Type when the front changed it
 ORIGINAL_TYPE = "X-Infkit-Content-Type"
 HEAD_LIMIT = 64 * 1024
 CHUNK = 256 * 1024
 
 
+def is_form(content_type: str | bytes | None) -> bool:
+    """Whether a Content-Type value (the guard reads bytes, the handler str) is application/x-www-form-urlencoded."""
+    text = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type or ""
+    return text.split(";")[0].strip().lower() == FORM
+
+
 class Unfollowable(Exception):
-    """A request whose end cannot be found: relay the rest of the connection as it comes."""
+    """A request whose end cannot be found (no usable length, a head over HEAD_LIMIT): it and the rest of the
+    connection are relayed as they come, and TorchServe answers as it would without the front."""
 
 
 def rewrite_head(head: bytes) -> tuple[bytes, int, bool]:
@@ -42,15 +46,12 @@ def rewrite_head(head: bytes) -> tuple[bytes, int, bool]:
         name, _, value = line.partition(b":")
         key = name.strip().lower()
         if key == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                raise Unfollowable(line) from None
-            if length < 0:
+            if not value.strip().isdigit():  # 1*DIGIT, as HTTP has it
                 raise Unfollowable(line)
+            length = int(value)
         elif key == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
-        elif key == b"content-type" and value.split(b";")[0].strip().lower() == FORM:
+        elif key == b"content-type" and is_form(value):
             original = value.strip()
             line = b"Content-Type: application/octet-stream"
         out.append(line)
@@ -221,8 +222,7 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int], command: lis
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(stop.result())
             await ended
-    code = child.returncode
-    return code if code >= 0 else 128 - code
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode  # killed by a signal: 128 + it
 
 
 def _address(text: str) -> tuple[str, int]:
