@@ -32,21 +32,29 @@ def _bench(running_server, tmp_path, *extra):
     metrics = f"http://127.0.0.1:{srv.metrics_port}/metrics"
     argv = ["--url", url, "--images", *map(str, images), "--warmup", "0", "--interval", "1", "--metrics-url", metrics]
     argv += ["--key-file", running_server["state"]["key_file"], "--out", str(tmp_path / "bench"), *extra]
+    # one image in four is bad on purpose: a 25 % error rate is allowed here (the default limit is 1 %)
+    argv += ["--max-error-rate", "0.5"]
     assert bench_main(argv) == 0
     (run_dir,) = (tmp_path / "bench").iterdir()
     return json.loads((run_dir / "results.json").read_text()), run_dir
 
 
 def test_benchmark_counts_match_the_server(running_server, tmp_path):
-    doc, run_dir = _bench(running_server, tmp_path, "--num_thread", "4", "--duration", "3")
+    doc, run_dir = _bench(running_server, tmp_path, "--num_thread", "4", "--duration", "3", "--instance", "c7i.xlarge")
     (level,) = doc["levels"]
     s = level["summary"]
     assert s["requests"] > 8 and level["sent_including_warmup"] == s["requests"]
     # every request the client sent is one TorchServe counted: nothing dropped, nothing invented
     assert level["server"]["requests"] == s["requests"]
-    # one image in four is bad: its 415s are counted as errors, not dropped
+    # one image in four is bad: its 415s are counted as errors, not dropped, and not as throughput
     assert s["errors_by_status"] == {"415": s["errors"]} and s["errors"] >= s["requests"] // 4
-    assert s["ok"] + s["errors"] == s["requests"]
+    assert s["ok"] + s["errors"] == s["requests"] and level["first_error"].startswith("415 ")
+    assert s["throughput_rps"] == pytest.approx(s["ok"] / s["duration_s"]) and not level["failed"]
+    # the cost of a million successful answers at c7i.xlarge's price, and the machine's load around the run
+    assert doc["pricing"]["instance"] == "c7i.xlarge" and doc["pricing"]["per_hour"] == 0.1785
+    expected = 0.1785 / (3600 * s["throughput_rps"]) * 1e6
+    assert level["cost_per_million_usd"] == pytest.approx(expected, rel=0.01)
+    assert doc["machine_load"]["before"]["load_avg_1m"] >= 0 and level["machine_load"]["after"]["usable_cores"] >= 1
     assert (run_dir / "levels.csv").read_text().count("\n") == 2
     assert len((run_dir / "requests.csv").read_text().splitlines()) == s["requests"] + 1
     assert (run_dir / "latency_throughput.png").stat().st_size > 10_000

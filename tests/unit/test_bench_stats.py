@@ -6,7 +6,7 @@ import pytest
 
 from infkit.bench import promscrape
 from infkit.bench.loadgen import schedule
-from infkit.bench.stats import Record, client_cpu, stable, summarize, window
+from infkit.bench.stats import Record, client_cpu, stable, summarize, verdict, window
 
 METRICS = """# HELP ts_inference_requests_total Total number of inference requests.
 # TYPE ts_inference_requests_total counter
@@ -31,10 +31,26 @@ def test_summary_counts_every_status_and_skips_warmup():
     )
     s = summarize(recs, duration=10.0)
     assert s["requests"] == 10 and s["ok"] == 8 and s["errors"] == 2
-    assert s["errors_by_status"] == {"0": 1, "415": 1}
-    assert s["throughput_rps"] == pytest.approx(1.0)
-    assert s["latency_s"]["max"] == pytest.approx(0.5)
+    assert s["errors_by_status"] == {"0": 1, "415": 1} and s["error_rate"] == pytest.approx(0.2)
+    # throughput and latency are the successful answers' (8 in 10 s); every answer is beside them
+    assert s["throughput_rps"] == pytest.approx(0.8) and s["responses_rps"] == pytest.approx(1.0)
+    assert s["latency_s"]["max"] == pytest.approx(0.08) and s["all_latency_s"]["max"] == pytest.approx(0.5)
     assert s["latency_s"]["p50"] <= s["latency_s"]["p90"] <= s["latency_s"]["p99"] <= s["latency_s"]["max"]
+
+
+def test_errors_are_not_throughput_and_fail_the_level():
+    failing = [Record(i, i, i + 0.001, 404) for i in range(50)]
+    s = summarize(failing, duration=1.0)
+    assert s["throughput_rps"] == 0.0 and s["responses_rps"] == 50.0 and s["error_rate"] == 1.0
+    assert math.isnan(s["latency_s"]["p50"]) and s["all_latency_s"]["p50"] == pytest.approx(0.001)
+    assert verdict(s) == "every one of its 50 requests failed"
+    # 2 errors in 100: above the default 1 %, within a 5 % limit; 1 in 100 is at the limit, not above it
+    two = summarize([Record(i, i, i + 0.01, 503 if i < 2 else 200) for i in range(100)], 10.0)
+    assert verdict(two) == "error rate 2.0% > --max-error-rate 1.0%" and verdict(two, 0.05) is None
+    assert verdict(summarize([Record(i, i, i + 0.01, 503 if i < 1 else 200) for i in range(100)], 10.0)) is None
+    assert verdict(summarize([], 1.0)) == "no request completed in the measured window"
+    w = window(failing, 0.0, 100.0)
+    assert w["completed"] == 0 and w["errors"] == 50 and w["throughput_rps"] == 0.0
 
 
 def test_open_loop_lag_is_reported():

@@ -52,7 +52,7 @@ def child(ctrl: Connection, data: Connection) -> None:
 def _ship(run: loadgen.Run, data) -> int:
     recs = run.drain()
     if recs:
-        data.send(("records", [(r.intended, r.start, r.end, r.status) for r in recs]))
+        data.send(("records", [(r.intended, r.start, r.end, r.status) for r in recs], run.errors()))
     return len(recs)
 
 

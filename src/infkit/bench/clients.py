@@ -167,7 +167,7 @@ class Spawned:
                     del pending[conn]
                     continue
                 if msg[0] == "records":
-                    self.run.extend(msg[1])
+                    self.run.extend(msg[1], msg[2])
                     self.received[k] += len(msg[1])
                 elif msg[0] == "done":
                     self.sent[k], self.child_cpu[k] = msg[1], msg[2]

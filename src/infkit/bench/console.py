@@ -23,6 +23,13 @@ def server_split(srv: dict) -> str:
     return f"{head} (ms): {parts} = {srv['mean_server_ms']:.2f} in the server{tail}{batch}"
 
 
+def machine_line(snap: dict) -> str:
+    return (
+        f"load average {snap['load_avg_1m']:.2f} ({snap['load_per_core']:.2f} per usable core), other processes "
+        f"{snap['other_processes_cpu_cores']:.2f} cores"
+    )
+
+
 def print_levels(results: list[dict], mode: str, paths: dict) -> None:
     for r in results:
         s = r["summary"]
@@ -32,12 +39,22 @@ def print_levels(results: list[dict], mode: str, paths: dict) -> None:
             f"\n== {r['level']:g} {unit}: {s['requests']} requests in {s['duration_s']:.1f} s "
             f"({r['sent_including_warmup'] - s['requests']} more in warm-up), stopped by {r['stopped_by']}"
         )
-        print(f"   errors: {s['errors']} {s['errors_by_status'] or ''}")
-        print(f"   throughput: {s['throughput_rps']:.1f} req/s")
+        rate = f" ({s['error_rate']:.1%})" if s["requests"] else ""
+        print(f"   errors: {s['errors']}{rate} {s['errors_by_status'] or ''}")
+        if r.get("first_error"):
+            print(f"   first error: {r['first_error']}")
         print(
-            f"   latency s: mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
+            f"   throughput: {s['throughput_rps']:.1f} req/s successful ({s['ok']} of {s['requests']} answered "
+            f"2xx; {s['responses_rps']:.1f} answers/s in all)"
+        )
+        if r.get("cost_per_million_usd") is not None:
+            print(f"   cost: ${r['cost_per_million_usd']:.4f} per million successful inferences")
+        print(
+            f"   latency s (successful): mean={lat['mean']:.3f} p50={lat['p50']:.3f} p90={lat['p90']:.3f} "
             f"p99={lat['p99']:.3f} max={lat['max']:.3f}"
         )
+        if r.get("failed"):
+            print(f"   FAILED: {r['failed']}")
         if mode == "open":
             lag = s["client_lag"]
             behind = (
@@ -58,6 +75,9 @@ def print_levels(results: list[dict], mode: str, paths: dict) -> None:
             )
         for line in client_warnings(r):
             print(f"   {line}")
+        load = (r.get("machine_load") or {}).get("before")
+        if load:
+            print(f"   machine before: {machine_line(load)}")
         if r.get("neuron"):
             from infkit.monitor.summary import describe
 
@@ -65,3 +85,17 @@ def print_levels(results: list[dict], mode: str, paths: dict) -> None:
     print(f"\nresults: {paths['json']}\n         {paths['levels_csv']}\n         {paths['png']}")
     if "neuron_png" in paths:
         print(f"         {paths['neuron_png']}")
+
+
+def outcome(results: list[dict]) -> str | None:
+    """Why the run failed (one line), or None: every request failed (naming the first error), or levels failed."""
+    sent = sum(r["summary"]["requests"] for r in results)
+    if sent and not sum(r["summary"]["ok"] for r in results):
+        first = next((r["first_error"] for r in results if r["first_error"]), "none recorded")
+        return f"every one of the {sent} measured requests failed: 0 successful req/s; first error: {first}"
+    failed = [f"{r['level']:g} ({r['failed']})" for r in results if r.get("failed") and not r["interrupted"]]
+    if failed:
+        first = next((r["first_error"] for r in results if r.get("failed") and r["first_error"]), None)
+        tail = f"; first error: {first}" if first else ""
+        return f"{len(failed)} level(s) failed: {', '.join(failed)}{tail}"
+    return None

@@ -4,7 +4,8 @@ A load generator needs little of HTTP: send a POST, read the whole answer, know 
 closes the connection. Doing only that costs a fraction of the client CPU per request of http.client (whose header
 parsing goes through the email package) and of requests, so at high rates the client measures the server rather
 than itself. Each body's request bytes are built once; the answer's body is read (Content-Length, chunked, or up
-to the close) and dropped."""
+to the close) and dropped, except the first bytes of an error's body: `error` keeps them with the status (TorchServe
+says there why it refused, e.g. `404 ModelNotFoundException: ...`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import ssl
 from urllib.parse import urlsplit
 
 NO_BODY = {204, 304}
+ERROR_BODY = 400  # bytes of an error answer's body kept to name it
 
 
 class Connection:
@@ -36,6 +38,8 @@ class Connection:
         self.requests: dict[int, tuple[bytes, bytes]] = {}  # id(body) -> (body, the request's bytes)
         self.sock: socket.socket | None = None
         self.buf = b""
+        #: the last failed request's status and what it said: (status, body prefix or the transport error)
+        self.error: tuple[int, str] | None = None
 
     def post(self, body: bytes) -> int:
         """The answer's HTTP status once its whole body is read (latency includes the transfer); 0 for a transport
@@ -47,12 +51,15 @@ class Connection:
             if cached is None:  # the body is kept with its bytes, so its id cannot be reused meanwhile
                 cached = self.requests[id(body)] = (body, self.head + f"{len(body)}\r\n\r\n".encode() + body)
             self.sock.sendall(cached[1])
-            status, close = self._answer()
+            status, close, body = self._answer()
             if close:
                 self.close()
+            if not 200 <= status < 300:
+                self.error = (status, body.decode("utf-8", "replace"))
             return status
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError) as exc:
             self.close()
+            self.error = (0, f"{type(exc).__name__}: {exc}")
             return 0
 
     def close(self) -> None:
@@ -79,13 +86,16 @@ class Connection:
         line, self.buf = self.buf[:end], self.buf[end + 2 :]
         return line
 
-    def _skip(self, n: int) -> None:
+    def _skip(self, n: int) -> bytes:
+        """Drop the next n bytes; return the first ERROR_BODY of them (only error answers keep them)."""
         while len(self.buf) < n:
             self._fill()
-        self.buf = self.buf[n:]
+        head, self.buf = self.buf[: min(n, ERROR_BODY)], self.buf[n:]
+        return head
 
-    def _answer(self) -> tuple[int, bool]:
-        """Read one answer: (status, whether the connection closes after it)."""
+    def _answer(self) -> tuple[int, bool, bytes]:
+        """Read one answer: (status, whether the connection closes after it, the start of its body when the status
+        is not 2xx, else b"")."""
         while True:
             status = int(self._line().split(b" ", 2)[1])
             length, chunked, close = None, False, False
@@ -101,19 +111,24 @@ class Connection:
             if status >= 200:
                 break  # 1xx: an interim answer; the real one follows
         if status in NO_BODY:
-            return status, close
+            return status, close, b""
+        body = b""
         if chunked:
             while size := int(self._line().split(b";")[0], 16):
-                self._skip(size + 2)
+                if len(body) < ERROR_BODY:
+                    body += self._skip(size)
+                    self._skip(2)
+                else:
+                    self._skip(size + 2)
             while self._line():  # trailers, up to the empty line
                 pass
         elif length is not None:
-            self._skip(length)
+            body = self._skip(length)
         else:  # no length: the body runs to the close
             try:
                 while True:
                     self._fill()
             except ConnectionError:
                 pass
-            close = True
-        return status, close
+            body, self.buf, close = self.buf[:ERROR_BODY], b"", True
+        return status, close, b"" if 200 <= status < 300 else body[:ERROR_BODY]

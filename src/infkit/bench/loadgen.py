@@ -34,6 +34,10 @@ class Target:
         return conn.post(self.bodies[i % len(self.bodies)])
 
 
+def _ok(status: int) -> bool:
+    return 200 <= status < 300
+
+
 @dataclass
 class Run:
     """Shared state of one load run: the records and the stop signal."""
@@ -43,17 +47,34 @@ class Run:
     stop: threading.Event = field(default_factory=threading.Event)
     records: list[Record] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: each failing status's first answer: status -> (when it ended, what it said)
+    first_errors: dict[int, tuple[float, str]] = field(default_factory=dict)
 
-    def add(self, intended: float, start: float, end: float, status: int) -> None:
+    def add(self, intended: float, start: float, end: float, status: int, error: str | None = None) -> None:
         rec = Record(intended, start, end, status, warmup=intended < self.warmup_until)
         with self.lock:
             self.records.append(rec)
+            if not _ok(status):
+                self._note(status, end, error or "")
 
-    def extend(self, rows: Sequence[tuple[float, float, float, int]]) -> None:
-        """Records sent by a client process as (intended, start, end, status)."""
+    def _note(self, status: int, end: float, text: str) -> None:
+        seen = self.first_errors.get(status)
+        if seen is None or end < seen[0]:
+            self.first_errors[status] = (end, text)
+
+    def extend(
+        self, rows: Sequence[tuple[float, float, float, int]], errors: dict[int, tuple[float, str]] | None = None
+    ) -> None:
+        """Records sent by a client process as (intended, start, end, status), and its first error per status."""
         recs = [Record(i, s, e, st, warmup=i < self.warmup_until) for i, s, e, st in rows]
         with self.lock:
             self.records.extend(recs)
+            for status, (end, text) in (errors or {}).items():
+                self._note(status, end, text)
+
+    def errors(self) -> dict[int, tuple[float, str]]:
+        with self.lock:
+            return dict(self.first_errors)
 
     def snapshot(self) -> list[Record]:
         with self.lock:
@@ -79,7 +100,7 @@ def closed_loop(target: Target, threads: int, run: Run, first: int = 0, step: in
             i = next(counter)
             t0 = time.perf_counter()
             status = target.send(conn, i)
-            run.add(t0, t0, time.perf_counter(), status)
+            run.add(t0, t0, time.perf_counter(), status, None if _ok(status) else conn.error[1])
         conn.close()
 
     return _start(client, threads)
@@ -135,7 +156,7 @@ def open_loop(
                 break
             start = time.perf_counter()
             status = target.send(conn, i)
-            run.add(intended, start, time.perf_counter(), status)
+            run.add(intended, start, time.perf_counter(), status, None if _ok(status) else conn.error[1])
         conn.close()
 
     return _start(worker, workers)

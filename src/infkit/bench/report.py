@@ -12,8 +12,14 @@ LEVEL_COLUMNS = [
     "mode",
     "level",
     "requests",
+    "ok",
     "errors",
+    "error_rate",
+    "failed",
+    "first_error",
     "throughput_rps",
+    "responses_rps",
+    "cost_per_million_usd",
     "mean_s",
     "p50_s",
     "p90_s",
@@ -35,19 +41,28 @@ LEVEL_COLUMNS = [
     "client_cpu_util",
     "client_cpu_ms_per_request",
     "client_bottleneck",
+    "load_avg_1m_before",
+    "other_cpu_cores_before",
     "stopped_by",
 ]
 
 
 def level_row(result: dict) -> dict:
     s, srv, cli = result["summary"], result.get("server") or {}, result.get("client") or {}
+    before = (result.get("machine_load") or {}).get("before") or {}
     lat = s["latency_s"]
     return {
         "mode": result["mode"],
         "level": result["level"],
         "requests": s["requests"],
+        "ok": s["ok"],
         "errors": s["errors"],
+        "error_rate": _round(s["error_rate"]),
+        "failed": result.get("failed") or "",
+        "first_error": result.get("first_error") or "",
         "throughput_rps": round(s["throughput_rps"], 3),
+        "responses_rps": round(s["responses_rps"], 3),
+        "cost_per_million_usd": _round(result.get("cost_per_million_usd"), 6),
         "mean_s": lat["mean"],
         "p50_s": lat["p50"],
         "p90_s": lat["p90"],
@@ -69,6 +84,8 @@ def level_row(result: dict) -> dict:
         "client_cpu_util": _round(cli.get("cpu_util")),
         "client_cpu_ms_per_request": _round(cli.get("cpu_ms_per_request")),
         "client_bottleneck": cli.get("bottleneck"),
+        "load_avg_1m_before": before.get("load_avg_1m"),
+        "other_cpu_cores_before": before.get("other_processes_cpu_cores"),
         "stopped_by": result["stopped_by"],
     }
 
@@ -88,7 +105,10 @@ def json_safe(obj):
     return obj
 
 
-def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) -> dict[str, Path]:
+def write_load(
+    out_dir: Path, config: dict, machine: dict, results: list[dict], extra: dict | None = None
+) -> dict[str, Path]:
+    """The run's files; `extra` (pricing, the run's machine load, warnings, the outcome) goes into results.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out_dir / "results.json",
@@ -99,6 +119,7 @@ def write_load(out_dir: Path, config: dict, machine: dict, results: list[dict]) 
     doc = {
         "config": config,
         "machine": machine,
+        **(extra or {}),
         "levels": [{k: v for k, v in r.items() if k != "records"} for r in results],
     }
     paths["json"].write_text(json.dumps(json_safe(doc), indent=2) + "\n")
@@ -139,7 +160,7 @@ def plot_curve(results: list[dict], path: Path, machine: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [level_row(r) for r in results if r["summary"]["requests"]]
+    rows = [level_row(r) for r in results if r["summary"]["ok"]]  # successful work only
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if rows:
         x = [r["throughput_rps"] for r in rows]
@@ -155,10 +176,12 @@ def plot_curve(results: list[dict], path: Path, machine: dict) -> None:
                 fontsize=8,
             )
         ax.set_title(f"latency vs throughput (labels: {unit})", fontsize=10)
-    ax.set_xlabel("throughput (requests/s)")
-    ax.set_ylabel("latency (ms)")
+        ax.legend()
+    else:
+        ax.set_title("no successful requests: nothing to plot", fontsize=10)
+    ax.set_xlabel("throughput (successful requests/s)")
+    ax.set_ylabel("latency of successful requests (ms)")
     ax.grid(alpha=0.3)
-    ax.legend()
     fig.text(0.01, 0.01, f"{machine.get('cpu_model', '')}, {machine.get('usable_cores')} cores", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from infkit.bench import clients, loadgen, promscrape
-from infkit.bench.stats import CPU_LIMIT, client_cpu, stable, summarize, window
+from infkit.bench import busy, clients, loadgen, promscrape
+from infkit.bench.failures import first_errors
+from infkit.bench.stats import CPU_LIMIT, MAX_ERROR_RATE, client_cpu, stable, summarize, verdict, window
 from infkit.utils.cpu import usable_cores
 
 
@@ -26,6 +27,8 @@ class LevelSpec:
     workers: int = 64  # open loop: sender threads
     processes: int | None = None  # client processes; None: clients.auto_processes
     cpu_limit: float = CPU_LIMIT  # client CPU share above which the client counts as the bottleneck
+    max_error_rate: float = MAX_ERROR_RATE  # a level with a larger share of failed requests is failed
+    machine_load: bool = True  # sample the load average and other processes' CPU before and after the level
 
 
 def client_shares(spec: LevelSpec, cores: int) -> list[clients.Share]:
@@ -37,7 +40,8 @@ def progress_line(pid: int, w: dict) -> str:
     """The original lightning-hydra-timm benchmark's progress line, kept as it was."""
     p50 = 0.0 if w["completed"] == 0 else w["p50"]
     p90 = 0.0 if w["completed"] == 0 else w["p90"]
-    return f"pid {pid}: current throughput {w['throughput_rps']:.1f}, latency p50={p50:.3f} p90={p90:.3f}"
+    errors = f", errors {w['errors']}" if w.get("errors") else ""
+    return f"pid {pid}: current throughput {w['throughput_rps']:.1f}, latency p50={p50:.3f} p90={p90:.3f}{errors}"
 
 
 def run_level(
@@ -48,6 +52,7 @@ def run_level(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run one level; Ctrl-C stops it early and the result says so (what was measured is kept)."""
+    machine_before = busy.snapshot() if spec.machine_load else None
     before = promscrape.scrape(metrics_url, model) if metrics_url else None
     cores = usable_cores()
     try:
@@ -96,11 +101,18 @@ def run_level(
         # server's counters include the warm-up's
         client_ms = sum(r.latency for r in records) / len(records) * 1e3
         server["mean_client_rest_ms"] = client_ms - server["mean_server_ms"]
+    first, by_status = first_errors(run.errors())
+    machine_after = busy.snapshot() if spec.machine_load else None
     return {
         "mode": spec.mode,
         "level": spec.level,
         "arrivals": spec.arrivals if spec.mode == "open" else None,
         "summary": summary,
+        "failed": verdict(summary, spec.max_error_rate),
+        "max_error_rate": spec.max_error_rate,
+        "first_error": first,
+        "first_error_by_status": by_status,
+        "machine_load": busy.around(machine_before, machine_after) if spec.machine_load else None,
         "sent_including_warmup": len(records),
         "windows": windows,
         "stopped_by": stopped_by,
@@ -124,6 +136,11 @@ def _empty(spec: LevelSpec) -> dict:
         "level": spec.level,
         "arrivals": spec.arrivals if spec.mode == "open" else None,
         "summary": summarize([], 1e-9),
+        "failed": None,
+        "max_error_rate": spec.max_error_rate,
+        "first_error": None,
+        "first_error_by_status": {},
+        "machine_load": None,
         "sent_including_warmup": 0,
         "windows": [],
         "stopped_by": "interrupted (Ctrl-C)",
@@ -152,9 +169,11 @@ def sweep(
         results.append(result)
         s = result["summary"]
         echo(
-            f"  -> {s['throughput_rps']:.1f} req/s, p50 {s['latency_s']['p50'] * 1e3:.1f} ms, "
+            f"  -> {s['throughput_rps']:.1f} successful req/s, p50 {s['latency_s']['p50'] * 1e3:.1f} ms, "
             f"p99 {s['latency_s']['p99'] * 1e3:.1f} ms, errors {s['errors']} ({result['stopped_by']})"
         )
+        if result["failed"]:
+            echo(f"  FAILED: {result['failed']}; first error: {result['first_error']}")
         for line in client_warnings(result):
             echo(f"  {line}")
         if result["interrupted"]:

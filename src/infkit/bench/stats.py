@@ -17,8 +17,19 @@ def percentiles(values: Sequence[float], qs=(50, 90, 99)) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(arr, q)) for q in qs}
 
 
+def latency_summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": float(np.mean(values)) if len(values) else float("nan"),
+        **percentiles(values),
+        "max": float(max(values)) if len(values) else float("nan"),
+    }
+
+
 def summarize(records: Iterable[Record], duration: float, lag_tolerance: float = 0.005) -> dict:
-    """Counts, errors by status, throughput and latency of the measured (non-warm-up) records."""
+    """Counts, errors by status, throughput and latency of the measured (non-warm-up) records. Throughput and
+    latency are the successful (2xx) responses' only: an error is not work done, and a fast 404 is not a fast
+    answer. What failed is beside them: the error rate and the count per status; every answer's latency is in
+    all_latency_s."""
     measured = [r for r in records if not r.warmup]
     ok = [r.latency for r in measured if 200 <= r.status < 300]
     lat = [r.latency for r in measured]
@@ -26,28 +37,42 @@ def summarize(records: Iterable[Record], duration: float, lag_tolerance: float =
     errors = {s: n for s, n in statuses.items() if not s.startswith("2")}
     lags = [r.lag for r in measured]
     late = sum(lag > lag_tolerance for lag in lags)
+    n_errors = sum(errors.values())
     return {
         "requests": len(measured),
         "ok": len(ok),
-        "errors": sum(errors.values()),
+        "errors": n_errors,
+        "error_rate": n_errors / len(measured) if measured else float("nan"),
         "errors_by_status": dict(sorted(errors.items())),
         "duration_s": duration,
-        "throughput_rps": len(measured) / duration if duration > 0 else float("nan"),
-        "latency_s": {
-            "mean": float(np.mean(lat)) if lat else float("nan"),
-            **percentiles(lat),
-            "max": float(max(lat)) if lat else float("nan"),
-        },
-        "ok_latency_s": percentiles(ok),
+        "throughput_rps": len(ok) / duration if duration > 0 else float("nan"),
+        "responses_rps": len(measured) / duration if duration > 0 else float("nan"),
+        "latency_s": latency_summary(ok),
+        "all_latency_s": latency_summary(lat),
         "client_lag": {"late_requests": late, "tolerance_s": lag_tolerance, "max_s": float(max(lags)) if lags else 0.0},
     }
 
 
+MAX_ERROR_RATE = 0.01  # a level with more failed requests than this share is failed
+
+
+def verdict(summary: dict, max_error_rate: float = MAX_ERROR_RATE) -> str | None:
+    """Why a level failed (one line), or None: nothing answered successfully, or its error rate is above the limit."""
+    if summary["requests"] and not summary["ok"]:
+        return f"every one of its {summary['requests']} requests failed"
+    if summary["requests"] and summary["error_rate"] > max_error_rate:
+        return f"error rate {summary['error_rate']:.1%} > --max-error-rate {max_error_rate:.1%}"
+    if not summary["requests"]:
+        return "no request completed in the measured window"
+    return None
+
+
 def window(records: Sequence[Record], t0: float, t1: float) -> dict:
-    """Throughput and latency of the requests that completed in [t0, t1)."""
+    """Throughput and latency of the successful requests that completed in [t0, t1) (and how many failed)."""
     done = [r for r in records if t0 <= r.end < t1]
+    ok = [r.latency for r in done if 200 <= r.status < 300]
     span = max(t1 - t0, 1e-9)
-    return {"completed": len(done), "throughput_rps": len(done) / span, **percentiles([r.latency for r in done])}
+    return {"completed": len(ok), "errors": len(done) - len(ok), "throughput_rps": len(ok) / span, **percentiles(ok)}
 
 
 def stable(windows: Sequence[dict], count: int, tolerance: float) -> bool:

@@ -7,7 +7,15 @@ open loop:    python src/utils/benchmark.py --url ... --rate 50 [--arrivals pois
 sweep:        python src/utils/benchmark.py --url ... --sweep 1,2,4,8,16      (concurrencies; with --rate: rates)
 Inferentia:   neuron-monitor | python src/utils/benchmark.py --url ... --neuron-monitor -   (or a file it writes to)
 
-Results (JSON, CSV, PNG) land in logs/bench/<time>/. Ctrl-C stops and still writes what was measured.
+cost:         python src/utils/benchmark.py --url ... --instance c7i.xlarge   (or --price-per-hour 0.17)
+
+Throughput counts successful (2xx) answers only; errors are reported beside it by status with the error rate and
+the first error's text. A level whose error rate is above --max-error-rate (default 1 %) is failed. Results (JSON,
+CSV, PNG) land in logs/bench/<time>/, with the machine's load before and after the run and each level. Ctrl-C stops
+and still writes what was measured.
+
+Exit status: 0 when every level passed, 1 when a level failed (every request failing names the first error),
+2 for bad arguments, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from infkit.bench import console, loadgen, report
+from infkit.bench import busy, console, cost, loadgen, report
 from infkit.bench.machine import machine_info
 from infkit.bench.runner import LevelSpec, sweep
-from infkit.bench.stats import CPU_LIMIT
+from infkit.bench.stats import CPU_LIMIT, MAX_ERROR_RATE
 from infkit.errors import InfkitError
 from infkit.resources import sample_images
 from infkit.serve.auth import inference_token
-from infkit.utils.argtypes import fraction, parse_levels, positive, processes
+from infkit.utils.argtypes import fraction, parse_levels, positive, processes, share
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--client-cpu-limit",
+        "--client_cpu_limit",
+        dest="client_cpu_limit",
         type=fraction,
         default=CPU_LIMIT,
         metavar="F",
@@ -70,10 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds excluded from the results (default 5)")
     p.add_argument("--interval", type=positive(float), default=5.0, help="seconds between progress lines")
     p.add_argument("--window", type=positive(float), default=5.0, help="sweep: window length in seconds")
-    p.add_argument("--stable-windows", type=int, default=3, help="sweep: stop a level when this many windows agree")
+    p.add_argument(
+        "--stable-windows",
+        "--stable_windows",
+        dest="stable_windows",
+        type=int,
+        default=3,
+        help="sweep: stop a level when this many windows agree",
+    )
     p.add_argument("--tolerance", type=positive(float), default=0.1, help="sweep: relative agreement (default 0.1)")
     p.add_argument(
         "--key-file",
+        "--key_file",
+        dest="key_file",
         type=Path,
         default=Path("logs/serve/key_file.json"),
         help="TorchServe key file (token authorization), as src/serve.py writes it",
@@ -81,10 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="inference token (overrides --key-file)")
     p.add_argument(
         "--metrics-url",
+        "--metrics_url",
+        dest="metrics_url",
         default=None,
         help="TorchServe metrics URL for the server-side split (default: same host, port 8082; 'none' to skip)",
     )
     p.add_argument("--timeout", type=positive(float), default=60.0, help="per-request timeout in seconds")
+    p.add_argument(
+        "--max-error-rate",
+        type=share,
+        default=MAX_ERROR_RATE,
+        metavar="F",
+        help=f"a level with a larger share of failed requests is failed (default {MAX_ERROR_RATE})",
+    )
+    cost.add_arguments(p)
     p.add_argument(
         "--neuron-monitor",
         dest="neuron_monitor",
@@ -111,6 +140,10 @@ def main(argv=None) -> int:
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing or not images:
         return fail(f"image(s) not found: {', '.join(missing) or '(none given)'}")
+    try:
+        price = cost.from_args(args)
+    except InfkitError as exc:
+        return fail(str(exc))
     token = args.token
     if token is None:
         token = inference_token(args.key_file)
@@ -146,15 +179,18 @@ def main(argv=None) -> int:
             workers=args.workers,
             processes=args.processes,
             cpu_limit=args.client_cpu_limit,
+            max_error_rate=args.max_error_rate,
         )
         for lv in levels
     ]
     out_dir = args.out / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"{mode} loop against {args.url} with {len(images)} image(s); results -> {out_dir}")
+    machine_before = busy.snapshot()
     try:
         results = sweep(target, specs, metrics_url, model)
     except InfkitError as exc:  # client processes that could not start
         return fail(str(exc))
+    machine_after = busy.snapshot()
     if monitor:
         from infkit.monitor import summary as neuron_summary
 
@@ -166,10 +202,31 @@ def main(argv=None) -> int:
         monitor.stop()
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "token"}
     config.update(images=[str(p) for p in images], mode=mode, metrics_url=metrics_url)
-    paths = report.write_load(out_dir, config, machine_info(), results)
+    for r in results:
+        r["cost_per_million_usd"] = price.per_million(r["summary"]["throughput_rps"]) if price else None
+    warnings = busy.warnings([machine_before] + [(r["machine_load"] or {}).get("before") for r in results])
+    outcome = console.outcome(results)
+    extra = {
+        "pricing": price.as_dict() if price else None,
+        "machine_load": busy.around(machine_before, machine_after),
+        "warnings": warnings,
+        "outcome": outcome,
+    }
+    paths = report.write_load(out_dir, config, machine_info(), results, extra)
 
     console.print_levels(results, mode, paths)
-    return 130 if any(r["interrupted"] for r in results) else 0
+    print(f"machine before the run: {console.machine_line(machine_before)}")
+    print(f"machine after the run:  {console.machine_line(machine_after)}")
+    if price:
+        print(f"price: {price.describe()}")
+    for line in warnings:
+        print(line)
+    if any(r["interrupted"] for r in results):
+        return 130
+    if outcome:
+        print(f"error: {outcome}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

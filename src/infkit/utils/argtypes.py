@@ -45,3 +45,14 @@ def fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give a fraction in (0, 1], e.g. 0.8")
     return value
+
+
+def share(text: str) -> float:
+    """A share in [0, 1] (0 allowed), e.g. an error rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction in [0, 1], e.g. 0.01 for 1 %")
+    return value
