@@ -12,7 +12,8 @@ import psutil
 
 from infkit.bench import loadgen
 from infkit.bench.runner import LevelSpec, run_level
-from infkit.bench.stats import percentiles
+from infkit.bench.stats import MAX_ERROR_RATE, percentiles
+from infkit.errors import InfkitError
 from infkit.serve import logs
 from infkit.serve.process import group_members, read_state
 
@@ -80,14 +81,29 @@ class Sampler:
 
 
 def capacity(
-    target: loadgen.Target, clients: int = 16, seconds: float = 20.0, echo: Callable[[str], None] = print
+    target: loadgen.Target,
+    clients: int = 16,
+    seconds: float = 20.0,
+    echo: Callable[[str], None] = print,
+    max_error_rate: float = MAX_ERROR_RATE,
 ) -> float:
-    """Closed-loop throughput with `clients` clients: the rate a soak takes its fraction of."""
-    result = run_level(
-        target,
-        LevelSpec(mode="closed", level=clients, warmup=min(5.0, seconds / 4), max_duration=seconds, interval=seconds),
-        echo=echo,
+    """Closed-loop successful throughput with `clients` clients: the rate a soak takes its fraction of. A server
+    failing more than `max_error_rate` of the requests has no capacity to speak of: that stops here, naming the
+    first error."""
+    spec = LevelSpec(
+        mode="closed",
+        level=clients,
+        warmup=min(5.0, seconds / 4),
+        max_duration=seconds,
+        interval=seconds,
+        max_error_rate=max_error_rate,
     )
+    result = run_level(target, spec, echo=echo)
+    if result["failed"] and not result["interrupted"]:
+        raise InfkitError(
+            f"the capacity measurement failed ({result['failed']}; first error: {result['first_error']}): fix the "
+            "server or the URL, or give --rate to skip the measurement"
+        )
     return float(result["summary"]["throughput_rps"])
 
 
@@ -116,7 +132,7 @@ def soak(
         if not inside:
             continue
         mem = [s for s in sampler.samples if s["t"] < hi + 1e-9] or sampler.samples[:1]
-        lat = percentiles([r.latency for r in inside], qs=(50, 99))
+        lat = percentiles([r.latency for r in inside if 200 <= r.status < 300], qs=(50, 99))  # successful ones
         rows.append(
             {
                 "window": k + 1,
@@ -137,6 +153,9 @@ def soak(
         "duration_s": duration,
         "window_s": window,
         "summary": level["summary"],
+        "first_error": level["first_error"],
+        "first_error_by_status": level["first_error_by_status"],
+        "machine_load": level["machine_load"],
         "windows": rows,
         "interrupted": level["interrupted"],
         "memory_mib": {
@@ -155,7 +174,8 @@ def soak(
 
 def markdown(result: dict) -> str:
     head = (
-        "| window | seconds | requests | errors | p50 ms | p99 ms | workers RSS MiB | frontend RSS MiB | log bytes |\n"
+        "| window | seconds | requests | errors | p50 ms (2xx) | p99 ms (2xx) | workers RSS MiB | frontend RSS MiB | "
+        "log bytes |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
@@ -167,7 +187,10 @@ def markdown(result: dict) -> str:
     m, lg = result["memory_mib"], result["logs"]
     return (
         head + body + f"\nopen loop at {result['rate']:.1f} req/s for {result['duration_s']:g} s: "
-        f"{result['summary']['requests']} requests, {result['summary']['errors']} errors; worker RSS "
+        f"{result['summary']['requests']} requests, {result['summary']['errors']} errors "
+        f"({result['summary']['error_rate']:.2%}), {result['summary']['throughput_rps']:.1f} successful req/s"
+        + (f", first error: {result['first_error']}" if result.get("first_error") else "")
+        + "; worker RSS "
         f"{m['workers_start'] or 0:.0f} -> {m['workers_end'] or 0:.0f} MiB, frontend "
         f"{m['frontend_start'] or 0:.0f} -> {m['frontend_end'] or 0:.0f} MiB; logs "
         f"{lg['bytes_start']} -> {lg['bytes_end']} bytes ({lg['bytes_per_request']:.2f} bytes per request).\n"
