@@ -63,6 +63,29 @@ def test_tune_two_candidates_writes_ranking_plot_and_winner(onnx_compiled, tmp_p
         assert (Path(cand["server_logs"]) / "ts_log.log").is_file()
 
 
+def test_tune_latency_objective_finds_the_config_without_a_batching_wait(onnx_compiled, tmp_path, capsys):
+    """One client: batch 4 with a 50 ms delay waits the delay on every request; batch 1 answers at once. The latency
+    objective ranks by p50 at that one level and picks batch 1 though it is measured second; with --instance the
+    table shows the cost per million at each candidate's successful throughput."""
+    argv = [str(onnx_compiled), "--objective", "latency", "--concurrency", "1", "--batch-size", "4,1"]
+    argv += ["--max-batch-delay", "50", "--threads", "1", "--instance", "c7i.xlarge", "--out", str(tmp_path), *SHORT]
+    assert tune_main(argv) == 0
+    assert "winner: w=1 t=1 batch=1 delay=50ms" in capsys.readouterr().out
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    rows = list(csv.DictReader((run_dir / "ranking.csv").open()))
+    assert [int(r["batch_size"]) for r in rows] == [1, 4]
+    fast, waiting = (float(r["p50_ms"]) for r in rows)
+    assert waiting >= 45 and fast < waiting - 20, rows
+    for r in rows:
+        expected = 0.1785 / (3600 * float(r["throughput_rps"])) * 1e6
+        assert float(r["cost_per_million_usd"]) == pytest.approx(expected, rel=0.01)
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["objective"] == "latency" and doc["pricing"]["per_hour"] == 0.1785
+    assert doc["machine_load"]["before"]["load_avg_1m"] >= 0
+    assert all(c["levels"][0]["machine_load"]["before"]["usable_cores"] >= 1 for c in doc["candidates"])
+    assert yaml.safe_load((run_dir / "winner/model-config.yaml").read_text())["batchSize"] == 1
+
+
 def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
     cmd = [sys.executable, str(ROOT / "src/tune.py"), str(onnx_compiled), "--p99-ms", "5000"]
     cmd += ["--concurrency", "2", "--batch-size", "1,2", "--max-batch-delay", "1", "--threads", "1"]

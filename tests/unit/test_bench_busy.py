@@ -44,3 +44,5 @@ def test_only_the_snapshots_before_judge_and_one_warning_says_so():
     assert line.startswith("warning: the machine was busy before it started (load average 4.00")
     (line,) = busy.warnings([snap(0.1, 0.0), snap(0.1, 1.8), snap(0.1, 0.1)], what="the benchmark")
     assert "before 1 of its 2 steps" in line and "the benchmark's figures" in line
+    # after the run started, the load average counts our own work: only other processes' CPU judges
+    assert busy.warnings([snap(0.1, 0.0), snap(3.0, 0.2)]) == []

@@ -116,12 +116,12 @@ def test_ranking_under_a_budget():
     budget = Budget("p99", 20)
     fast_slow = result(Candidate(0, 2, 1, 8, 20), 500, 40)  # more throughput, over budget
     within = result(Candidate(0, 1, 1, 1, 0), 200, 15)
-    erroring = result(Candidate(0, 1, 1, 4, 0), 900, 10, errors=3)  # errors never meet a budget
+    erroring = result(Candidate(0, 1, 1, 4, 0), 900, 10, errors=3)  # 3 % errors never meet a budget
     failed = {"candidate": Candidate(0, 2, 1, 1, 0), "status": "failed", "reason": "x", "levels": []}
     ranked = rank([fast_slow, failed, within, erroring], budget)
     assert ranked[0] is within and ranked[-1] is failed
-    # over-budget candidates after: the one closer to the budget first
-    assert ranked[1] is erroring and ranked[2] is fast_slow
+    # then a candidate over budget but answering, then one whose level failed (errors above the 1 % limit)
+    assert ranked[1] is fast_slow and ranked[2] is erroring
     assert Budget("p50", 20).met(fast_slow["levels"][0])
 
 
@@ -157,7 +157,11 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
         (["{empty}", "--p99-ms", "50", "--workers", ""], "comma-separated list"),
         (["{empty}", "--p99-ms", "50", "--batch-size", "4,0"], "integers >= 1"),
         (["{empty}", "--p99-ms", "50", "--concurrency", "-1"], "integers >= 1"),
-        (["{empty}"], "one of the arguments --p50-ms --p90-ms --p99-ms is required"),
+        (["{empty}"], "--objective throughput needs a latency budget: pass one of --p50-ms --p90-ms --p99-ms"),
+        (["{empty}", "--objective", "cost", "--p99-ms", "50"], "--objective cost needs a price: pass --instance"),
+        (["{empty}", "--p99-ms", "50", "--instance", "m5.large"], "'m5.large' is not in the price table; known:"),
+        (["{empty}", "--objective", "latency", "--concurrency", "1,8"], "ranks the p50 at one load level"),
+        (["{empty}", "--p99-ms", "50", "--max-error-rate", "2"], "give a fraction in [0, 1]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
@@ -169,4 +173,4 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
         code = exc.code
     assert code == 2
     err = capsys.readouterr().err
-    assert message in err and err.strip().splitlines()[-1].count("error") == 1
+    assert message in err and err.strip().splitlines()[-1].count("error:") == 1

@@ -63,10 +63,11 @@ def around(before: dict, after: dict) -> dict:
     return {"before": before, "after": after}
 
 
-def busy_reason(snap: dict) -> str | None:
-    """Why this snapshot says the machine was busy, or None."""
+def busy_reason(snap: dict, load: bool = True) -> str | None:
+    """Why this snapshot says the machine was busy, or None. `load=False` judges by other processes' CPU only (the
+    load average of a snapshot taken after our own work started counts that work too)."""
     cores = snap["usable_cores"]
-    if snap["load_avg_1m"] > BUSY_PER_CORE * cores:
+    if load and snap["load_avg_1m"] > BUSY_PER_CORE * cores:
         return f"load average {snap['load_avg_1m']:.2f} > {BUSY_PER_CORE:g} x {cores} usable cores"
     if snap["other_processes_cpu_cores"] > BUSY_PER_CORE * cores:
         return (
@@ -77,9 +78,9 @@ def busy_reason(snap: dict) -> str | None:
 
 
 def warnings(befores: list[dict | None], what: str = "the run") -> list[str]:
-    """One warning when any snapshot taken before a run or a level says the machine was busy (the snapshots after
-    a level count its own load in the load average, so only the ones before judge the machine)."""
-    reasons = [(k, r) for k, s in enumerate(befores) if s and (r := busy_reason(s))]
+    """One warning when the snapshot before the run (load average or other processes' CPU), or one before a later
+    step (other processes' CPU: the load average then counts our own earlier steps), says the machine was busy."""
+    reasons = [(k, r) for k, s in enumerate(befores) if s and (r := busy_reason(s, load=k == 0))]
     if not reasons:
         return []
     k, reason = reasons[0]

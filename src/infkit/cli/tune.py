@@ -1,13 +1,22 @@
-"""Find the serving configuration that meets a latency budget: package, serve and measure each candidate.
+"""Find the serving configuration that best meets an objective: package, serve and measure each candidate.
 
 exhaustive:  infkit tune <compile run folder> --p99-ms 50 --concurrency 32 --workers 1,2 --batch-size 1,4,8
 quick:       infkit tune <folder> [<folder> ...] --p99-ms 50 --concurrency 8,32 --workers 1,2 --threads 1,2 \\
                  --batch-size 1,4,8,16 --max-batch-delay 0,2,5,20 --mode quick
 open loop:   infkit tune <folder> --p90-ms 30 --rate 200,400 ...
+latency:     infkit tune <folder> --objective latency --concurrency 1 --workers 1,2 --threads 1,2 \\
+                 --batch-size 1 --max-batch-delay 0        (lowest p50 with one client)
+cost:        infkit tune <folder> --objective cost --p99-ms 50 --instance c7i.xlarge --concurrency 16,32
+
+Objectives (--objective): throughput (default) - the most successful req/s within the latency budget
+(--p50-ms/--p90-ms/--p99-ms); latency - the lowest p50 at the one load level given (default 1 client; a budget
+is optional); cost - the lowest USD per million inferences within the budget, at --instance's price (or
+--price-per-hour). Errors are never throughput: a level whose error rate is above --max-error-rate (default 1 %)
+never qualifies. --threads sets each worker's intra-op threads: for ONNX Runtime artifacts, its session's threads.
 
 Each candidate gets its own TorchServe on free loopback ports. Results land in logs/tune/<time>/: ranking.md,
-ranking.csv, results.json, pareto.png, and winner/ (model-config.yaml + .mar). Ctrl-C stops the running server
-and still writes what was measured.
+ranking.csv, results.json (with the machine's load before and after each level), pareto.png, and winner/
+(model-config.yaml + .mar). Ctrl-C stops the running server and still writes what was measured.
 """
 
 from __future__ import annotations
@@ -16,8 +25,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from infkit.bench import cost
+from infkit.bench.stats import MAX_ERROR_RATE
 from infkit.cli._common import guarded
-from infkit.utils.argtypes import positive
+from infkit.utils.argtypes import positive, share
+
+#: the space's batching defaults per objective: throughput batches, a latency objective answers each request alone
+BATCHING = {"throughput": ((8,), (20,)), "cost": ((8,), (20,)), "latency": ((1,), (0,))}
 
 
 def int_list(minimum: int = 1, auto: bool = False):
@@ -57,16 +71,36 @@ def build_parser() -> argparse.ArgumentParser:
         prog="infkit tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("artifact_dirs", nargs="+", type=Path, help="compile run folder(s) (each holds manifest.json)")
-    budget = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "--objective",
+        choices=("throughput", "latency", "cost"),
+        default="throughput",
+        help="what to optimise (default throughput; see above)",
+    )
+    budget = p.add_mutually_exclusive_group()
     for q in ("p50", "p90", "p99"):
         budget.add_argument(f"--{q}-ms", type=positive(float), help=f"latency budget: {q} at most this many ms")
     shape = p.add_mutually_exclusive_group()
-    shape.add_argument("--concurrency", type=int_list(), help="closed loop: concurrent clients (default 16)")
+    shape.add_argument(
+        "--concurrency", type=int_list(), help="closed loop: concurrent clients (default 16; --objective latency: 1)"
+    )
     shape.add_argument("--rate", type=int_list(), help="open loop: requests per second, e.g. 100,200")
     p.add_argument("--workers", type=int_list(), default=(1,), help="TorchServe workers (default 1)")
-    p.add_argument("--threads", type=int_list(auto=True), default=(0,), help="threads per worker (default auto)")
-    p.add_argument("--batch-size", type=int_list(), default=(8,), help="TorchServe batchSize (default 8)")
-    p.add_argument("--max-batch-delay", type=int_list(0), default=(20,), help="maxBatchDelay ms (default 20)")
+    p.add_argument(
+        "--threads",
+        type=int_list(auto=True),
+        default=(0,),
+        help="intra-op threads per worker (ONNX Runtime: its session's threads), e.g. 1,2 (default auto)",
+    )
+    p.add_argument(
+        "--batch-size", type=int_list(), default=None, help="TorchServe batchSize (default 8; --objective latency: 1)"
+    )
+    p.add_argument(
+        "--max-batch-delay",
+        type=int_list(0),
+        default=None,
+        help="maxBatchDelay ms (default 20; --objective latency: 0)",
+    )
     p.add_argument("--spinning", type=spin_list, default=(None,), help="ONNX Runtime spinning: on,off,auto")
     p.add_argument("--mode", choices=("exhaustive", "quick"), default="exhaustive", help="search (default exhaustive)")
     p.add_argument("--max-candidates", type=positive(int), default=None, help="quick: measure at most this many")
@@ -79,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stable-windows", type=positive(int), default=3, help="windows that must agree (default 3)")
     p.add_argument("--tolerance", type=positive(float), default=0.1, help="relative agreement (default 0.1)")
     p.add_argument(
+        "--max-error-rate",
+        type=share,
+        default=MAX_ERROR_RATE,
+        metavar="F",
+        help=f"a level with a larger share of failed requests never qualifies (default {MAX_ERROR_RATE})",
+    )
+    cost.add_arguments(p)
+    p.add_argument(
         "--server", action="append", default=[], metavar="KEY=VALUE", help="serve.server setting, repeatable"
     )
     p.add_argument("--out", type=Path, default=Path("logs/tune"), help="results go to <out>/<time>/")
@@ -90,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     from infkit.errors import InfkitError
     from infkit.resources import sample_images
     from infkit.tune.measure import Load
+    from infkit.tune.objective import Budget, Objective
     from infkit.tune.run import TuneConfig, run
-    from infkit.tune.search import Budget
 
     args = build_parser().parse_args(argv)
     if args.warmup < 0:
@@ -103,8 +145,26 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in args.server if "=" not in s]
     if bad:
         raise InfkitError(f"--server {bad[0]!r} is not KEY=VALUE; e.g. --server number_of_netty_threads=4")
-    percentile = next(q for q in ("p50", "p90", "p99") if getattr(args, f"{q}_ms") is not None)
-    mode, levels = ("open", args.rate) if args.rate else ("closed", args.concurrency or (16,))
+    percentile = next((q for q in ("p50", "p90", "p99") if getattr(args, f"{q}_ms") is not None), None)
+    budget = Budget(percentile, getattr(args, f"{percentile}_ms")) if percentile else None
+    price = cost.from_args(args)
+    if budget is None and args.objective != "latency":
+        raise InfkitError(
+            f"--objective {args.objective} needs a latency budget: pass one of --p50-ms --p90-ms --p99-ms, e.g. "
+            "--p99-ms 50 (or use --objective latency)"
+        )
+    if args.objective == "cost" and price is None:
+        raise InfkitError(
+            "--objective cost needs a price: pass --instance NAME (e.g. c7i.xlarge) or --price-per-hour X"
+        )
+    default_level = (1,) if args.objective == "latency" else (16,)
+    mode, levels = ("open", args.rate) if args.rate else ("closed", args.concurrency or default_level)
+    if args.objective == "latency" and len(levels) != 1:
+        raise InfkitError(
+            f"--objective latency ranks the p50 at one load level; {','.join(map(str, levels))} gives "
+            f"{len(levels)}: give one, e.g. --concurrency 1"
+        )
+    batch_size, delay = BATCHING[args.objective]
     load = Load(
         mode=mode,
         levels=[float(v) for v in levels],
@@ -114,15 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         stable_windows=args.stable_windows,
         tolerance=args.tolerance,
+        max_error_rate=args.max_error_rate,
     )
+    objective = Objective(args.objective, budget, float(levels[0]), price, args.max_error_rate)
     cfg = TuneConfig(
         artifact_dirs=list(args.artifact_dirs),
-        budget=Budget(percentile, getattr(args, f"{percentile}_ms")),
+        budget=budget,
         load=load,
         workers=args.workers,
         threads=args.threads,
-        batch_size=args.batch_size,
-        max_batch_delay=args.max_batch_delay,
+        batch_size=args.batch_size or batch_size,
+        max_batch_delay=args.max_batch_delay or delay,
         spinning=args.spinning,
         mode=args.mode,
         max_candidates=args.max_candidates,
@@ -130,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         neuron_cores=args.neuron_cores,
         out=args.out,
         server_overrides=[f"serve.server.{s}" for s in args.server],
+        objective=objective,
     )
     result = run(cfg, echo=lambda line: print(line, flush=True))  # progress shows as it happens, also in a pipe
     print(f"\n{result.paths['markdown'].read_text()}")
@@ -139,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     if result.interrupted:
         return 130
     if result.winner is None:
-        print(f"no candidate met {cfg.budget.describe()}: raise the budget or lower the load", file=sys.stderr)
+        print(
+            f"no candidate qualified for {objective.describe()}: raise the budget, lower the load, or see the errors "
+            "in the table",
+            file=sys.stderr,
+        )
         return 1
     print(f"winner: {result.winner['candidate'].label()}")
     return 0

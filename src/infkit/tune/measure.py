@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from infkit.bench import loadgen, runner
+from infkit.bench.stats import MAX_ERROR_RATE
 from infkit.errors import InfkitError
 from infkit.serve import server
 from infkit.serve.auth import inference_token
@@ -35,6 +36,7 @@ class Load:
     stable_windows: int = 3
     tolerance: float = 0.1
     timeout: float = 30.0
+    max_error_rate: float = MAX_ERROR_RATE
 
     def specs(self) -> list[runner.LevelSpec]:
         return [
@@ -47,6 +49,7 @@ class Load:
                 window=self.window,
                 stable_windows=self.stable_windows,
                 tolerance=self.tolerance,
+                max_error_rate=self.max_error_rate,
             )
             for lv in self.levels
         ]
@@ -78,18 +81,24 @@ def package(artifact_dir: Path, c: Candidate, store: Path, model_name: str, work
 
 
 def level_row(result: dict) -> dict:
+    """A level as tune ranks it: successful throughput and latency, errors and the error rate beside them."""
     s = result["summary"]
     lat = s["latency_s"]
     return {
         "level": result["level"],
         "requests": s["requests"],
+        "ok": s["ok"],
         "errors": s["errors"],
+        "error_rate": s["error_rate"],
+        "failed": result.get("failed"),
+        "first_error": result.get("first_error"),
         "throughput_rps": s["throughput_rps"],
         "mean_ms": lat["mean"] * 1e3,
         **{f"{p}_ms": lat[p] * 1e3 for p in ("p50", "p90", "p99")},
         "stopped_by": result["stopped_by"],
         "server": result.get("server"),
         "client_bottleneck": bool((result.get("client") or {}).get("bottleneck")),
+        "machine_load": result.get("machine_load"),
     }
 
 
@@ -153,6 +162,7 @@ class Measurer:
                 f"{row['throughput_rps']:.1f} req/s, p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
                 f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}"
                 + (" (client-bound)" if row["client_bottleneck"] else "")
+                + (f"; FAILED: {row['failed']}, first error: {row['first_error']}" if row["failed"] else "")
             )
         return result
 

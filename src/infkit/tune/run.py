@@ -9,13 +9,15 @@ from pathlib import Path
 
 import yaml
 
+from infkit.bench import busy
 from infkit.bench.machine import machine_info
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
 from infkit.serve import neuron_cores
 from infkit.tune import report
 from infkit.tune.measure import Load, Measurer, package
-from infkit.tune.search import Budget, Search, best_level
+from infkit.tune.objective import Budget, Objective
+from infkit.tune.search import Search
 from infkit.tune.space import Limits, Space
 from infkit.utils.cpu import usable_cores
 
@@ -25,7 +27,8 @@ ORT_BACKENDS = ("onnx", "onnx_int8")
 @dataclass
 class TuneConfig:
     artifact_dirs: list[Path]
-    budget: Budget
+    #: the latency budget of the default objective (most successful throughput within it)
+    budget: Budget | None
     load: Load
     workers: tuple[int, ...] = (1,)
     #: 0 = auto: usable cores // workers (never oversubscribed)
@@ -39,6 +42,15 @@ class TuneConfig:
     neuron_cores: int | None = None
     out: Path = Path("logs/tune")
     server_overrides: list[str] = field(default_factory=list)
+    #: None: the most successful throughput within `budget`
+    objective: Objective | None = None
+
+    def goal(self) -> Objective:
+        if self.objective is not None:
+            return self.objective
+        if self.budget is None:
+            raise InfkitError("tune needs a latency budget for its throughput objective: pass --p99-ms MS (or p50/p90)")
+        return Objective("throughput", self.budget, max_error_rate=self.load.max_error_rate)
 
 
 @dataclass
@@ -91,29 +103,39 @@ def check_spinning(cfg: TuneConfig, manifests: list[dict], names: list[str]) -> 
 
 
 def run(cfg: TuneConfig, echo=print) -> TuneResult:
+    goal = cfg.goal()
     manifests, names = read_artifacts(cfg.artifact_dirs)
     check_spinning(cfg, manifests, names)
     space = Space(len(manifests), cfg.workers, cfg.threads, cfg.batch_size, cfg.max_batch_delay, cfg.spinning)
     limits = limits_for(cfg, manifests)
     out_dir = Path(cfg.out) / time.strftime("%Y-%m-%d_%H-%M-%S")
     measurer = Measurer(cfg.artifact_dirs, names, cfg.load, out_dir / "work", cfg.server_overrides, echo)
-    search = Search(space, limits, cfg.budget, measurer, echo)
+    search = Search(space, limits, goal, measurer, echo)
     echo(
-        f"tune: {space.size()} candidate(s) in the space, {cfg.mode} search, budget {cfg.budget.describe()}, "
+        f"tune: {space.size()} candidate(s) in the space, {cfg.mode} search, objective: {goal.describe()}, "
         f"{cfg.load.mode} loop at {', '.join(f'{lv:g}' for lv in cfg.load.levels)}; results -> {out_dir}"
     )
+    machine_before = busy.snapshot()
     try:
         search.quick(cfg.max_candidates) if cfg.mode == "quick" else search.exhaustive()
     except KeyboardInterrupt:  # outside a measurement (between candidates): keep what was measured
         search.interrupted = True
     if search.interrupted:
         echo("interrupted: writing what was measured ...")
+    machine_after = busy.snapshot()
+    befores = [machine_before] + [
+        (lv.get("machine_load") or {}).get("before") for r in search.results for lv in r.get("levels", [])
+    ]
+    warnings = busy.warnings(befores, what="the tune run")
+    extra = {"machine_load": busy.around(machine_before, machine_after), "warnings": warnings}
     unit = "clients" if cfg.load.mode == "closed" else "req/s"
     config = describe(cfg, names)
     paths, ranked = report.write(
-        out_dir, config, machine_info(), search.results, cfg.budget, names, unit, search.interrupted
+        out_dir, config, machine_info(), search.results, goal, names, unit, search.interrupted, extra
     )
-    winner = ranked[0] if ranked and best_level(ranked[0], cfg.budget) else None
+    for line in warnings:
+        echo(line)
+    winner = ranked[0] if ranked and goal.best_level(ranked[0]) else None
     if winner is not None:
         paths |= write_winner(out_dir / "winner", winner, cfg, names)
     return TuneResult(out_dir, paths, ranked, winner, search.interrupted)
@@ -126,7 +148,7 @@ def write_winner(where: Path, winner: dict, cfg: TuneConfig, names: list[str]) -
     packed, model_config = package(cfg.artifact_dirs[c.artifact], c, where, names[c.artifact], where / "package")
     config_path = where / "model-config.yaml"
     config_path.write_text(
-        f"# chosen by infkit tune ({cfg.budget.describe()}; {c.label()})\n"
+        f"# chosen by infkit tune ({cfg.goal().describe()}; {c.label()})\n"
         + yaml.safe_dump(model_config, sort_keys=False)
     )
     return {"winner_config": config_path, "winner_mar": packed.mar}
@@ -136,7 +158,8 @@ def describe(cfg: TuneConfig, names: list[str]) -> dict:
     return {
         "artifacts": [str(p) for p in cfg.artifact_dirs],
         "model_names": names,
-        "budget": cfg.budget.describe(),
+        "budget": cfg.budget.describe() if cfg.budget else None,
+        "objective": cfg.goal().describe(),
         "mode": cfg.mode,
         "load": {
             "mode": cfg.load.mode,
@@ -146,6 +169,7 @@ def describe(cfg: TuneConfig, names: list[str]) -> dict:
             "window_s": cfg.load.window,
             "stable_windows": cfg.load.stable_windows,
             "tolerance": cfg.load.tolerance,
+            "max_error_rate": cfg.load.max_error_rate,
             "images": len(cfg.load.bodies),
         },
         "space": {

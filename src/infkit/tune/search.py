@@ -1,56 +1,33 @@
-"""Which candidates to measure (exhaustive grid, or a quick hill climb), how to rank them under a latency budget,
-and the Pareto front of throughput against latency. No servers here: `measure(candidate) -> result` is given."""
+"""Which candidates to measure (exhaustive grid, or a quick hill climb), how to rank them for an objective
+(infkit.tune.objective: throughput or cost under a latency budget, or the lowest p50 at one level), and the Pareto
+front of throughput against latency. No servers here: `measure(candidate) -> result` is given."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from infkit.tune.objective import Budget, Objective, as_objective
 from infkit.tune.space import Candidate, Limits, Space, refusal
+
+__all__ = ["Budget", "Objective", "Search", "best_level", "pareto", "rank", "score"]
 
 PERCENTILES = ("p50", "p90", "p99")
 
 
-@dataclass(frozen=True)
-class Budget:
-    """A latency budget: `percentile` (p50, p90 or p99) of a load level at most `ms` milliseconds."""
-
-    percentile: str
-    ms: float
-
-    def met(self, level: dict) -> bool:
-        value = level.get(f"{self.percentile}_ms")
-        return (
-            value is not None and not math.isnan(value) and value <= self.ms and not level.get("errors")
-        ) and level.get("requests", 0) > 0
-
-    def describe(self) -> str:
-        return f"{self.percentile} <= {self.ms:g} ms"
+def best_level(result: dict, objective: Objective | Budget) -> dict | None:
+    """The level of a measured candidate that counts for the objective (a budget alone: the highest successful
+    throughput within it), or None."""
+    return as_objective(objective).best_level(result)
 
 
-def best_level(result: dict, budget: Budget) -> dict | None:
-    """The level of a measured candidate with the highest throughput within the budget (no errors), or None."""
-    within = [lv for lv in result.get("levels", []) if budget.met(lv)]
-    return max(within, key=lambda lv: lv["throughput_rps"], default=None)
+def score(result: dict, objective: Objective | Budget) -> tuple:
+    """Larger is better (Objective.score)."""
+    return as_objective(objective).score(result)
 
 
-def score(result: dict, budget: Budget) -> tuple:
-    """Larger is better: candidates meeting the budget by their throughput within it, then the others by how close
-    their lowest latency came to it; unmeasured ones last."""
-    levels = [lv for lv in result.get("levels", []) if lv.get("requests")]
-    if result.get("status") != "measured" or not levels:
-        return (0, 0.0)
-    best = best_level(result, budget)
-    if best is not None:
-        return (2, best["throughput_rps"])
-    lowest = min(lv[f"{budget.percentile}_ms"] for lv in levels)
-    return (1, -lowest)
-
-
-def rank(results: Sequence[dict], budget: Budget) -> list[dict]:
+def rank(results: Sequence[dict], objective: Objective | Budget) -> list[dict]:
     """Results best first (stable for ties: the order measured)."""
-    return sorted(results, key=lambda r: score(r, budget), reverse=True)
+    return sorted(results, key=lambda r: score(r, objective), reverse=True)
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -72,8 +49,11 @@ class Search:
     """Runs candidates through `measure`, skipping refused ones, keeping every result; Ctrl-C (KeyboardInterrupt
     from measure) ends the search and what was measured stays in `results`."""
 
-    def __init__(self, space: Space, limits: Limits, budget: Budget, measure: Measure, echo: Echo = print):
-        self.space, self.limits, self.budget, self.measure, self.echo = space, limits, budget, measure, echo
+    def __init__(
+        self, space: Space, limits: Limits, objective: Objective | Budget, measure: Measure, echo: Echo = print
+    ):
+        self.space, self.limits, self.measure, self.echo = space, limits, measure, echo
+        self.objective = as_objective(objective)
         self.results: list[dict] = []
         self.seen: dict[Candidate, dict] = {}
         self.interrupted = False
@@ -133,8 +113,8 @@ class Search:
                             break
                         self._quick_step(n, cap)
                     nearby = [self.seen[n] for n in self.space.neighbours(current) if n in self.seen]
-                    best = max(nearby, key=lambda r: score(r, self.budget), default=None)
-                    if best is None or score(best, self.budget) <= score(self.seen[current], self.budget):
+                    best = max(nearby, key=lambda r: score(r, self.objective), default=None)
+                    if best is None or score(best, self.objective) <= score(self.seen[current], self.objective):
                         break
                     current = best["candidate"]
                     self.echo(f"  quick: moving to {current.label()}")
