@@ -45,6 +45,7 @@ def packaged(tiny_trained, tmp_path_factory):
                     "compile=neuronx",
                     "compile.batch_sizes=[1,4]",
                     "compile.analyze=true",
+                    "compile.trace_in_subprocess=false",  # the stand-in lives in this process
                     "parity.num_images=8",
                 ],
                 out / "compile",

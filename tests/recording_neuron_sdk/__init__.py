@@ -1,5 +1,6 @@
 """A recording stand-in for the AWS Neuron SDK (torch_neuron, torch_neuronx, and the torch_xla that torch-neuronx
-pulls in). For tests only: nothing outside tests/ may import it (a test checks).
+pulls in; with use_native(), torch_neuronx is TorchNeuron instead: native.py). For tests only: nothing outside tests/
+may import it (a test checks).
 
 It proves call shapes, never compilation. Each documented function is defined with the signature the Neuron
 documentation gives it, so a wrong keyword fails as it would on the real SDK; each call is recorded together with
@@ -14,10 +15,9 @@ finder creates the modules when infkit imports them, so the import itself is rec
 from __future__ import annotations
 
 import copy
-import enum
 import importlib
-import inspect
 import os
+import signal
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -26,20 +26,7 @@ import torch
 ENV_KEYS = ("NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES")
 MODULES = ("torch_neuron", "torch_neuronx", "torch_xla", "torch_xla.core", "torch_xla.core.xla_model")
 
-#: torch_neuron.trace's documented keywords (archive/torch-neuron/api-compilation-python-api.rst); others go to
-#: torch.jit.trace
-TORCH_NEURON_TRACE_KEYWORDS = {
-    "compiler_args",
-    "compiler_timeout",
-    "compiler_workdir",
-    "subgraph_builder_function",
-    "minimum_segment_size",
-    "single_fusion_ratio_threshold",
-    "fallback",
-    "dynamic_batch_size",
-    "optimizations",
-    "separate_weights",
-}
+TRACE_KWARGS = {"compiler_workdir", "compiler_args", "inline_weights_to_neff", "cpu_backend", "input_output_aliases"}
 
 FULL_SUPPORT = {
     "torch_neuronx_version": "stand-in",
@@ -78,9 +65,29 @@ class RecordingNeuronSDK:
         self.imports: list[tuple[str, dict]] = []
         #: what torch_neuronx.analyze returns (tests change it to simulate unsupported operators)
         self.analysis: dict = copy.deepcopy(FULL_SUPPORT)
+        #: pip packages the stand-in reports as installed (importlib.metadata), name -> version
+        self.distributions: dict[str, str] = {}
+        #: torch_neuronx is TorchNeuron (native.py) instead of the XLA-based API; its `neuron` devices
+        self.native = False
+        self.devices = 0
+        #: a signal torch_neuronx.trace kills its process with (aws-neuron-sdk issue #1265), and an error the native
+        #: compile backend raises
+        self.trace_signal: int | None = None
+        self.compile_error: str | None = None
+
+    def use_native(self, version: str = "2.14.3.0.0", devices: int = 2) -> RecordingNeuronSDK:
+        """torch-neuronx `version` of the native line, with `devices` neuron devices."""
+        self.native, self.devices = True, devices
+        self.distributions["torch-neuronx"] = version
+        return self
+
+    def env_now(self) -> dict[str, str | None]:
+        from tests.recording_neuron_sdk.native import NATIVE_ENV_KEYS
+
+        return {k: os.environ.get(k) for k in ENV_KEYS + (NATIVE_ENV_KEYS if self.native else ())}
 
     def record(self, name: str, *args, **kwargs) -> Call:
-        call = Call(name, args, kwargs)
+        call = Call(name, args, kwargs, self.env_now())
         self.calls.append(call)
         return call
 
@@ -108,6 +115,11 @@ class RecordingNeuronSDK:
                 input_output_aliases = {}
             if _:
                 raise TypeError("torch_neuronx.trace: keyword arguments passed positionally")
+            if cpu_backend and "--target" not in " ".join(str(a) for a in compiler_args or []):
+                raise ValueError("cpu_backend=True requires a --target in compiler_args")  # the API reference
+            if sdk.trace_signal is not None:
+                os.kill(os.getpid(), sdk.trace_signal)
+                signal.pause()
             sdk.record(
                 "torch_neuronx.trace",
                 func,
@@ -153,6 +165,11 @@ class RecordingNeuronSDK:
                 ops_to_partition=None,
                 analyze_parameters=None,
             ):
+                unknown = set(trace_kwargs or {}) - TRACE_KWARGS
+                if unknown:
+                    raise TypeError(
+                        f"PartitionerConfig trace_kwargs: not torch_neuronx.trace keywords {sorted(unknown)}"
+                    )
                 sdk.record(
                     "torch_neuronx.PartitionerConfig",
                     trace_kwargs=trace_kwargs,
@@ -176,37 +193,9 @@ class RecordingNeuronSDK:
 
     # -- torch_neuron (archive/torch-neuron/: api-compilation-python-api.rst, api-torch-neuron-dataparallel-api.rst)
     def build_torch_neuron(self) -> ModuleType:
-        sdk = self
-        m = ModuleType("torch_neuron")
-        jit_keywords = set(inspect.signature(torch.jit.trace).parameters) - {"func", "example_inputs"}
+        from tests.recording_neuron_sdk import inf1
 
-        class Optimization(enum.Enum):
-            FLOAT32_TO_FLOAT16 = 1
-
-        def trace(model, example_inputs, **kwargs):
-            unknown = set(kwargs) - TORCH_NEURON_TRACE_KEYWORDS - jit_keywords
-            if unknown:
-                raise TypeError(f"torch.neuron.trace got unexpected keyword(s) {sorted(unknown)}")
-            args = kwargs.get("compiler_args")
-            if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
-                raise TypeError("compiler_args must be a list of str")
-            if not all(isinstance(o, Optimization) for o in kwargs.get("optimizations") or []):
-                raise TypeError("optimizations must be torch_neuron.Optimization members")
-            sdk.record("torch.neuron.trace", model, example_inputs, **kwargs)
-            with torch.no_grad():
-                return torch.jit.trace(model, _tensors(example_inputs))
-
-        def analyze_model(model, example_inputs=None, compiler_args=None, **kwargs):
-            sdk.record("torch.neuron.analyze_model", model, example_inputs=example_inputs)
-            _tensors(example_inputs)  # logs its operator table; no documented return value
-
-        class DataParallel(_DataParallel):
-            def __init__(self, model, device_ids=None, dim=0):
-                super().__init__(sdk, "torch.neuron.DataParallel", model, device_ids=device_ids, dim=dim)
-
-        for obj in (Optimization, trace, analyze_model, DataParallel):
-            setattr(m, obj.__name__, obj)
-        return m
+        return inf1.build(self)
 
     # -- torch_xla: what TorchServe's BaseHandler would call to move a model to an XLA device -------------------
     def build_torch_xla(self, name: str) -> ModuleType:

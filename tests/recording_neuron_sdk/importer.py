@@ -1,16 +1,37 @@
 """The import hook of the recording Neuron SDK stand-in (tests only): a meta-path finder that builds torch_neuron,
 torch_neuronx and torch_xla from the recorder when infkit imports them, recording each import with the NEURON_RT_*
-environment it saw."""
+environment it saw (and TORCH_NEURONX_* for TorchNeuron), and that reports the recorder's `distributions` to
+importlib.metadata as installed pip packages."""
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
+import re
 import sys
+from pathlib import Path
 
 import torch
 
-from tests.recording_neuron_sdk import MODULES, RecordingNeuronSDK, env_now
+from tests.recording_neuron_sdk import MODULES, RecordingNeuronSDK, native
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class _Distribution(importlib.metadata.Distribution):
+    """A pip package as importlib.metadata sees it: a name and a version, nothing on disk."""
+
+    def __init__(self, name: str, version: str):
+        self._text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+
+    def read_text(self, filename):
+        return self._text if filename in ("METADATA", "PKG-INFO") else None
+
+    def locate_file(self, path):
+        return Path("/nonexistent") / str(path)
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -23,10 +44,16 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=package)
         return None
 
+    def find_distributions(self, context=None):
+        wanted = getattr(context, "name", None)
+        for name, version in self.sdk.distributions.items():
+            if wanted is None or _normal(wanted) == _normal(name):
+                yield _Distribution(name, version)
+
     def create_module(self, spec):
-        self.sdk.imports.append((spec.name, env_now()))
+        self.sdk.imports.append((spec.name, self.sdk.env_now()))
         if spec.name == "torch_neuronx":
-            return self.sdk.build_torch_neuronx()
+            return native.build(self.sdk) if self.sdk.native else self.sdk.build_torch_neuronx()
         if spec.name == "torch_neuron":
             module = self.sdk.build_torch_neuron()
             torch.neuron = module  # the real package registers the torch.neuron namespace
@@ -53,5 +80,7 @@ def install() -> tuple[RecordingNeuronSDK, callable]:
             sys.modules.pop(name, None)
         if hasattr(torch, "neuron"):
             del torch.neuron
+        if sdk.native:
+            native.unregister()
 
     return sdk, uninstall

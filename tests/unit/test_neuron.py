@@ -46,7 +46,7 @@ def test_bad_pipeline_cores_names_the_value(bad):
 def test_fast_math_and_extra_args_in_order():
     options = {
         "pipeline_cores": "auto",
-        "fast_math": "fp32-cast-matmul no-fast-relayout",
+        "fast_math": "fp32-cast-matmult no-fast-relayout",
         "compiler_args": ["--verbose", 35],
     }
     args = neuron.compiler_args_for(options, 30_000_000)
@@ -54,7 +54,7 @@ def test_fast_math_and_extra_args_in_order():
         "--neuroncore-pipeline-cores",
         "8",
         "--fast-math",
-        "fp32-cast-matmul",
+        "fp32-cast-matmult",
         "no-fast-relayout",
         "--verbose",
         "35",
@@ -67,11 +67,11 @@ def test_trace_kwargs_carry_dynamic_batch_size():
 
 
 def test_registry_names_match_config_names():
-    assert set(BACKENDS) == {"neuron", "neuronx", "torchscript", "onnx", "onnx_int8", "export"}
+    assert set(BACKENDS) == {"neuron", "neuronx", "neuron_native", "torchscript", "onnx", "onnx_int8", "export"}
     for name in BACKENDS:
         backend = get_backend(name)
         assert backend.name == name
-        assert backend.suffix.endswith((".pt", ".pt2", ".onnx"))
+        assert backend.suffix.endswith((".pt", ".pt2", ".onnx", ".tar"))
     assert get_backend("neuron").suffix == ".neuron.traced.pt"
     assert get_backend("neuron").static_batch and get_backend("neuronx").static_batch
 
@@ -98,7 +98,14 @@ def test_missing_torch_neuronx_is_one_line_with_the_way_out():
 
 
 @run_if(neuron_sdk=False)
-def test_auto_falls_back_to_torchscript_and_says_why(caplog):
+def test_auto_falls_back_to_torchscript_and_says_why(caplog, monkeypatch, tmp_path):
+    from infkit.compile import neuron_stack
+
+    monkeypatch.setattr(neuron_stack, "DMI_PRODUCT_NAME", tmp_path / "not-ec2")  # instance type unknown
     caplog.set_level("INFO")
     assert resolve_backend("auto").name == "torchscript"
-    assert "skipped neuron" in caplog.text and "neuronx" in caplog.text
+    assert (
+        "compile=auto chose torchscript: no Neuron SDK usable here; runs on any CPU; passed over: "
+        "neuron_native (torch-neuronx not installed); neuronx (torch-neuronx not installed); "
+        "neuron (torch-neuron not installed)"
+    ) in caplog.text

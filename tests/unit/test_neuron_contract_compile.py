@@ -27,6 +27,8 @@ def tiny_net() -> nn.Module:
 def config(name: str, **overrides) -> dict:
     options = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     options.pop("backend")
+    if name == "neuronx":  # the stand-in lives in this process: trace here, not in a child that imports no SDK
+        options["trace_in_subprocess"] = False
     return {**options, **overrides}
 
 
@@ -69,12 +71,26 @@ def test_neuronx_every_trace_knob_from_config(neuron_sdk, tmp_path):
     assert call.kwargs["inline_weights_to_neff"] is False and call.kwargs["cpu_backend"] is True
 
 
-def test_neuronx_fallback_passes_a_partitioner_config(neuron_sdk, tmp_path):
-    compile_with(NeuronxBackend(), tmp_path, config("neuronx", fallback=True))
+def test_neuronx_fallback_passes_the_subgraph_options_through_the_partitioner_config(neuron_sdk, tmp_path):
+    options = config(
+        "neuronx",
+        fallback=True,
+        compiler_args=["--target", "inf2"],
+        compiler_workdir=str(tmp_path / "work"),
+        cpu_backend=True,
+    )
+    compile_with(NeuronxBackend(), tmp_path, options)
     (made,) = neuron_sdk.calls_to("torch_neuronx.PartitionerConfig")
-    assert made.kwargs["trace_kwargs"] is None  # the SDK's defaults
+    # the Neuron subgraphs get the compile options (API reference: PartitionerConfig's trace_kwargs)
+    assert made.kwargs["trace_kwargs"] == {
+        "compiler_args": ["--target", "inf2"],
+        "inline_weights_to_neff": True,
+        "compiler_workdir": str(tmp_path / "work"),
+        "cpu_backend": True,
+    }
     (call,) = neuron_sdk.calls_to("torch_neuronx.trace")
     assert type(call.kwargs["partitioner_config"]).__name__ == "PartitionerConfig"
+    assert call.kwargs["compiler_args"] is None and call.kwargs["cpu_backend"] is False  # not twice
 
 
 def test_neuronx_dynamic_batch_wraps_before_saving_and_again_after_loading(neuron_sdk, tmp_path):
@@ -157,7 +173,7 @@ def test_neuron_every_trace_knob_from_config(neuron_sdk, tmp_path):
     options = config(
         "neuron",
         pipeline_cores=4,
-        fast_math="fp32-cast-matmul",
+        fast_math="fp32-cast-matmult",
         compiler_args=["--verbose", "35"],
         compiler_timeout=900,
         compiler_workdir=str(tmp_path / "cc"),
@@ -173,7 +189,7 @@ def test_neuron_every_trace_knob_from_config(neuron_sdk, tmp_path):
     import torch_neuron  # the stand-in, imported by the backend
 
     assert call.kwargs == {
-        "compiler_args": ["--neuroncore-pipeline-cores", "4", "--fast-math", "fp32-cast-matmul", "--verbose", "35"],
+        "compiler_args": ["--neuroncore-pipeline-cores", "4", "--fast-math", "fp32-cast-matmult", "--verbose", "35"],
         "fallback": False,
         "dynamic_batch_size": True,
         "separate_weights": True,

@@ -17,6 +17,8 @@ from tests.helpers.neuron_models import fresh_import, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM, VISIBLE = "NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES"
+#: the stand-in lives in this process: torch_neuronx.trace runs here, not in a spawned child that would import no SDK
+IN_PROCESS = {"trace_in_subprocess": False}
 
 
 # -- packaging's check ---------------------------------------------------------------------------------------------
@@ -49,7 +51,7 @@ def test_packaging_data_parallel_with_several_workers_is_warned_and_pipelined_re
 
 # -- the benchmark's DataParallel path -----------------------------------------------------------------------------
 def test_bench_worker_measures_data_parallel_through_the_sdk(neuron_sdk, neuron_env, tmp_path):
-    d = model_dir(tmp_path, NeuronxBackend(), {}, batch_sizes=(1,))
+    d = model_dir(tmp_path, NeuronxBackend(), IN_PROCESS, batch_sizes=(1,))
     fresh_import(neuron_sdk)
     spec = {
         "backend": "neuronx",

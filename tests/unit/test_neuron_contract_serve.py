@@ -24,11 +24,13 @@ from tests.helpers.neuron_models import fresh_import, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM, VISIBLE = "NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES"
+#: the stand-in lives in this process: torch_neuronx.trace runs here, not in a spawned child that would import no SDK
+IN_PROCESS = {"trace_in_subprocess": False}
 
 
 # -- the NeuronCore budget -----------------------------------------------------------------------------------------
 def test_a_worker_sets_one_core_before_the_sdk_import(neuron_sdk, neuron_env, tmp_path, caplog):
-    d = model_dir(tmp_path, NeuronxBackend(), {})
+    d = model_dir(tmp_path, NeuronxBackend(), IN_PROCESS)
     fresh_import(neuron_sdk)
     caplog.set_level("INFO")
     ServedModel.load(d, threads=1)
@@ -67,7 +69,7 @@ def test_a_pipelined_torch_neuron_model_asks_for_its_pipeline_cores_before_impor
 def test_an_operators_setting_is_never_overwritten_and_the_log_says_so(
     neuron_sdk, neuron_env, tmp_path, caplog, operator
 ):
-    d = model_dir(tmp_path, NeuronxBackend(), {})
+    d = model_dir(tmp_path, NeuronxBackend(), IN_PROCESS)
     fresh_import(neuron_sdk)
     neuron_env.update(operator)
     caplog.set_level("INFO")
@@ -86,7 +88,7 @@ def test_too_few_operator_cores_for_a_pipelined_model_is_warned(neuron_env, capl
 
 # -- layouts -------------------------------------------------------------------------------------------------------
 def test_data_parallel_wraps_the_smallest_artifact_over_all_visible_cores(neuron_sdk, neuron_env, tmp_path):
-    d = model_dir(tmp_path, NeuronxBackend(), {})
+    d = model_dir(tmp_path, NeuronxBackend(), IN_PROCESS)
     fresh_import(neuron_sdk)
     model = ServedModel.load(d, neuron_layout="data_parallel")
     assert NUM not in neuron_env  # one worker takes every core it sees
@@ -121,7 +123,7 @@ def test_an_unknown_layout_names_the_valid_ones():
 
 
 def test_per_worker_buckets_stay_on_the_cpu_and_xla_is_never_asked_for_a_device(neuron_sdk, neuron_env, tmp_path):
-    d = model_dir(tmp_path, NeuronxBackend(), {})
+    d = model_dir(tmp_path, NeuronxBackend(), IN_PROCESS)
     fresh_import(neuron_sdk)
     model = ServedModel.load(d)
     import torch_xla.core.xla_model  # noqa: F401  (imported with torch-neuronx, as on Inf2)

@@ -29,6 +29,37 @@ PASS_THROUGH = {
 }
 
 
+#: neuron-cc's documented --fast-math values (neuron-cc CLI reference, "Mixed precision and performance-accuracy
+#: tuning"); "all" and "none" exclude each other and every other value
+FAST_MATH = (
+    "all",
+    "none",
+    "fast-relayout",
+    "no-fast-relayout",
+    "fp32-cast-all",
+    "fp32-cast-all-fp16",
+    "fp32-cast-matmult",
+    "fp32-cast-matmult-bf16",
+    "fp32-cast-matmult-fp16",
+)
+
+
+def fast_math_values(value: Any) -> list[str]:
+    """compile.fast_math as neuron-cc's values, checked against the documented list (a misspelling such as
+    fp32-cast-matmul would otherwise reach the compiler)."""
+    if value in (None, ""):
+        return []
+    values = [str(v) for v in (value if isinstance(value, (list, tuple)) else str(value).split())]
+    bad = [v for v in values if v not in FAST_MATH]
+    if bad:
+        raise InfkitError(
+            f"compile.fast_math: {', '.join(bad)} is not a neuron-cc --fast-math value; valid: {', '.join(FAST_MATH)}"
+        )
+    if len(values) > 1 and ({"all", "none"} & set(values)):
+        raise InfkitError(f"compile.fast_math={' '.join(values)!r}: 'all' and 'none' go alone (neuron-cc)")
+    return values
+
+
 def pipeline_cores_for(num_params: int) -> int:
     """The original lightning-hydra-timm project's rule: 4 * round(parameters / 2e7) NeuronCores (0: no pipelining).
     Rounds half up, so 3e7 parameters (1.5) -> 8 cores."""
@@ -60,10 +91,9 @@ def compiler_args_for(options: Mapping[str, Any], num_params: int) -> list[str]:
     cores = resolve_pipeline_cores(options, num_params)
     if cores:
         args += ["--neuroncore-pipeline-cores", str(cores)]
-    fast_math = options.get("fast_math")
-    if fast_math not in (None, ""):
-        values = fast_math if isinstance(fast_math, (list, tuple)) else str(fast_math).split()
-        args += ["--fast-math", *[str(v) for v in values]]
+    values = fast_math_values(options.get("fast_math"))
+    if values:
+        args += ["--fast-math", *values]
     args += [str(a) for a in options.get("compiler_args") or []]
     return args
 

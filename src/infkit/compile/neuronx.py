@@ -12,11 +12,36 @@ from typing import Any
 
 import torch
 
+from infkit.compile import neuronx_trace
 from infkit.compile._neuron_common import NeuronSDKBackend, sdk_version, stop_if_unsupported
+from infkit.errors import InfkitError
 
 log = logging.getLogger(__name__)
 
 SDK = ("torch_neuronx", "neuronx", "torch-neuronx", "Inf2/Trn1; torch 2.9 as paired in the Neuron release")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Option pairs the SDK does not support stop here, before anything is traced, naming the fix."""
+    inline = bool(options.get("inline_weights_to_neff", True))
+    if options.get("dynamic_batch") and not inline:
+        raise InfkitError(
+            "compile.dynamic_batch=true with compile.inline_weights_to_neff=false is not supported: dynamic batching "
+            "does not work with weights kept out of the NEFF (optimum-neuron forces inlining for it); set "
+            "compile.inline_weights_to_neff=true, or compile.dynamic_batch=false"
+        )
+    if options.get("fallback") and not inline:
+        raise InfkitError(
+            "compile.fallback=true with compile.inline_weights_to_neff=false is not supported: a partitioned model "
+            "mixes CPU and Neuron submodules, and torch_neuronx.move_trace_to_device is documented for a traced "
+            "Neuron module only; set compile.inline_weights_to_neff=true, or compile.fallback=false"
+        )
+    args = [str(a) for a in options.get("compiler_args") or []]
+    if options.get("cpu_backend") and not any(a == "--target" or a.startswith("--target=") for a in args):
+        raise InfkitError(
+            "compile.cpu_backend=true needs the target in compiler_args (torch_neuronx.trace API reference): add "
+            'compile.compiler_args=["--target","inf2"] (or trn1)'
+        )
 
 
 def trace_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,12 +70,14 @@ class NeuronxBackend(NeuronSDKBackend):
             "analyze",
             "fallback",
             "cpu_backend",
+            "trace_in_subprocess",
         }
     )
 
     def compile(
         self, model: torch.nn.Module, example: torch.Tensor, options: Mapping[str, Any], path: Path
     ) -> dict[str, Any]:
+        check_options(options)
         torch_neuronx = self._sdk()
         kwargs = trace_kwargs(options)
         fallback = bool(options.get("fallback", False))
@@ -63,14 +90,16 @@ class NeuronxBackend(NeuronSDKBackend):
         if options.get("analyze"):
             used["analyze"] = self._analyze_once(model, lambda: torch_neuronx.analyze(model, example))
             stop_if_unsupported(used["analyze"], fallback, self.name)
-        call = dict(kwargs)
-        if fallback:  # the graph partitioner runs unsupported operators on CPU
-            call["partitioner_config"] = torch_neuronx.PartitionerConfig()
-        log.info("torch_neuronx.trace(%s)", ", ".join(f"{k}={v}" for k, v in used.items() if k != "analyze"))
-        traced = torch_neuronx.trace(model, example, **call)
-        if used["dynamic_batch"]:
-            traced = torch_neuronx.dynamic_batch(traced)
-        torch.jit.save(traced, str(path))
+        if fallback and used["dynamic_batch"]:
+            log.warning("neuronx: dynamic batching of a partitioned model is supported case by case (API reference)")
+        spec = {"trace_kwargs": kwargs, "fallback": fallback, "dynamic_batch": used["dynamic_batch"]}
+        where = "in a child process" if options.get("trace_in_subprocess", True) else "in this process"
+        log.info("torch_neuronx.trace(%s) %s", ", ".join(f"{k}={v}" for k, v in used.items() if k != "analyze"), where)
+        if options.get("trace_in_subprocess", True):
+            log_path = path.with_name(path.name + ".trace.log")
+            neuronx_trace.trace_in_child(model, example, spec, path, log_path)
+        else:
+            neuronx_trace.trace_and_save(model, example, spec, path)
         self._compiled_options = used
         return used
 

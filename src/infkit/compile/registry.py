@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import importlib
-import logging
+from collections.abc import Callable
 
+from infkit.compile import auto
 from infkit.compile.base import Backend
 from infkit.errors import InfkitError
-
-log = logging.getLogger(__name__)
 
 # name -> "module:Class"; adding a backend is one line here, one module, one configs/compile/*.yaml
 BACKENDS: dict[str, str] = {
     "neuron": "infkit.compile.neuron:NeuronBackend",
     "neuronx": "infkit.compile.neuronx:NeuronxBackend",
+    "neuron_native": "infkit.compile.neuron_native:NeuronNativeBackend",
     "torchscript": "infkit.compile.torchscript:TorchScriptBackend",
     "onnx": "infkit.compile.onnx:OnnxBackend",
     "onnx_int8": "infkit.compile.onnx_int8:OnnxInt8Backend",
@@ -23,8 +23,8 @@ BACKENDS: dict[str, str] = {
 # the backends that run on any CPU (the demo compiles each; the benchmark measures each)
 CPU_BACKENDS = ("torchscript", "onnx", "onnx_int8", "export")
 
-# the order `auto` tries them in
-AUTO_ORDER = ("neuron", "neuronx", "torchscript")
+# the backends `auto` considers, in order (infkit.compile.auto says which it takes where)
+AUTO_ORDER = auto.ORDER
 
 
 def get_backend(name: str) -> Backend:
@@ -34,21 +34,19 @@ def get_backend(name: str) -> Backend:
     return getattr(importlib.import_module(module), cls)()
 
 
-def resolve_backend(name: str) -> Backend:
-    """The backend for `name`; `auto` takes the first of AUTO_ORDER that can compile here."""
-    if name != "auto":
-        backend = get_backend(name)
-        reason = backend.unavailable_reason()
-        if reason:
-            raise InfkitError(reason)
-        return backend
-    skipped = []
-    for candidate in AUTO_ORDER:
-        backend = get_backend(candidate)
-        reason = backend.unavailable_reason()
-        if reason is None:
-            why = f"; skipped {', '.join(skipped)}" if skipped else ""
-            log.info("compile=auto chose %s: first of %s that imports here%s", candidate, "/".join(AUTO_ORDER), why)
-            return backend
-        skipped.append(f"{candidate} (SDK not importable)")
-    raise InfkitError("compile=auto found no usable backend")  # torchscript is always there
+def resolve(name: str, prepare: Callable[[Backend], None] | None = None) -> tuple[Backend, auto.Choice | None]:
+    """The backend for `name` and, for `auto`, what it chose and why. `prepare(backend)` runs before the SDK of a
+    backend with `env_before_import` is first imported (neuron_native's environment variables)."""
+    if name == "auto":
+        return auto.choose(get_backend, prepare)
+    backend = get_backend(name)
+    if prepare is not None and getattr(backend, "env_before_import", False):
+        prepare(backend)
+    reason = backend.unavailable_reason()
+    if reason:
+        raise InfkitError(reason)
+    return backend, None
+
+
+def resolve_backend(name: str, prepare: Callable[[Backend], None] | None = None) -> Backend:
+    return resolve(name, prepare)[0]

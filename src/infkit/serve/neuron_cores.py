@@ -1,4 +1,5 @@
-"""NeuronCores per TorchServe worker: the runtime's core budget, set before the Neuron SDK is imported.
+"""NeuronCores per TorchServe worker: the runtime's core budget, set before the Neuron SDK is imported (torch-neuron,
+torch-neuronx, and TorchNeuron's native `neuron` device alike: the budget is the Neuron runtime's).
 
 By default one Neuron runtime process reserves every NeuronCore, so a second worker could not load. Each worker
 therefore asks for NEURON_RT_NUM_CORES = the model's pipeline cores (1 when not pipelined), unless the operator set
@@ -18,7 +19,7 @@ from infkit.errors import InfkitError
 
 log = logging.getLogger(__name__)
 
-NEURON_BACKENDS = ("neuron", "neuronx")
+NEURON_BACKENDS = ("neuron", "neuronx", "neuron_native")
 LAYOUTS = ("per_worker", "data_parallel")
 NUM_CORES, VISIBLE_CORES = "NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES"
 
@@ -36,6 +37,11 @@ def check_layout(layout: str, manifest: Mapping[str, Any]) -> str:
     """The layout, if valid for this model; data_parallel refuses pipelined models."""
     if layout not in LAYOUTS:
         raise InfkitError(f"serve.neuron.layout={layout!r} is not valid; use {' or '.join(LAYOUTS)}")
+    if layout == "data_parallel" and manifest.get("backend") == "neuron_native":
+        raise InfkitError(
+            "serve.neuron.layout=data_parallel is for torch-neuron/torch-neuronx (XLA) artifacts; a neuron_native "
+            "model runs one copy per worker: use serve.neuron.layout=per_worker"
+        )
     cores = pipeline_cores(manifest.get("backend_options"))
     if layout == "data_parallel" and cores > 1:
         raise InfkitError(

@@ -58,19 +58,22 @@ class ServedModel:
         """Load a packaged model. ONNX Runtime backends spin their threads only where compile measured it faster and
         the worker's cores are its own, unless `spinning` (handler option) says on or off. Neuron artifacts: the
         worker's NeuronCore budget is set before the SDK is imported (neuron_cores.set_core_budget); with
-        neuron_layout=data_parallel one artifact runs over every visible core. Tensors stay on the CPU: a Neuron
-        artifact moves its own data to the device."""
+        neuron_layout=data_parallel one artifact runs over every visible core. neuron_native artifacts run on the
+        `neuron` device, one compiled shape per manifest batch size, from the NEFF cache packed in the artifact.
+        Tensors stay on the CPU: a Neuron artifact moves its own data to the device."""
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
         backend = get_backend(manifest["backend"])
         extra = {}
+        entries = manifest["artifacts"]
         if neuron_cores.is_neuron(manifest):
             neuron_cores.set_core_budget(manifest, neuron_layout)  # before unavailable_reason() imports the SDK
-            extra = {
-                "options": manifest.get("backend_options") or {},
-                "data_parallel": neuron_layout == "data_parallel",
-            }
+            extra = {"options": manifest.get("backend_options") or {}}
+            if hasattr(backend, "prepare_load"):  # neuron_native: its NEFF cache unpacked and named, also before
+                backend.prepare_load(directory / entries[0]["file"], extra["options"])
+            else:
+                extra["data_parallel"] = neuron_layout == "data_parallel"
         reason = backend.unavailable_reason()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
@@ -82,8 +85,11 @@ class ServedModel:
             log.warning(
                 "handler option spinning=%s ignored: %s is not an ONNX Runtime artifact", spinning, manifest["backend"]
             )
-        entries = manifest["artifacts"]
-        if extra.get("data_parallel"):
+        if getattr(backend, "one_artifact_all_sizes", False):
+            # neuron_native: one artifact, one compiled shape per batch size in the manifest (padded up to them)
+            fn = backend.load(directory / entries[0]["file"], threads=threads, **extra)
+            runners = {int(bs): fn for bs in manifest.get("batch_sizes") or [1]}
+        elif extra.get("data_parallel"):
             # DataParallel batches dynamically: one artifact (the smallest compiled batch) serves any batch size
             entries = [min(entries, key=lambda e: e["batch_size"] or 0)]
             runners = {None: backend.load(directory / entries[0]["file"], threads=threads, **extra)}
