@@ -12,13 +12,12 @@ it does beside torch-neuronx). Here tensors stay on the CPU, as a Neuron artifac
 NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; TorchServe has no Neuron device).
 """
 
-from infkit.serve.guard import ORIGINAL_TYPE
 from infkit.serve.runtime import cores_shared, threads_per_worker
 from infkit.serve.service import STAGE_METRICS, Service
 
-# the client's Content-Type: the guard's copy of it first (it hands form bodies on as octet-stream); TorchServe keeps
-# header names as the client spelled them
-TYPE_HEADERS = (ORIGINAL_TYPE, "Content-Type", "content-type")
+# the client's Content-Type (TorchServe keeps header names as the client spelled them). No X-Infkit-* header is read:
+# a client can send any header, so none of them may change what the server does
+TYPE_HEADERS = ("Content-Type", "content-type")
 
 
 class InfkitHandler:

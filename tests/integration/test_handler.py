@@ -88,11 +88,15 @@ def test_batch_with_one_corrupt_item(compiled, backend):
 
 
 def test_form_typed_bodies_in_one_batch(compiled):
-    """What the guard hands on for `curl --data-binary` (raw bytes, the client's form type in X-Infkit-Content-Type)
-    and what TorchServe alone leaves of it (form fields under the client's Content-Type)."""
+    """What nginx hands on for `curl --data-binary` (raw bytes as application/octet-stream) and what TorchServe alone
+    leaves of it (form fields under the client's Content-Type). A client's X-Infkit-Content-Type changes nothing."""
     handler = load_handler()
-    form = "application/x-www-form-urlencoded"
-    headers = {0: {"X-Infkit-Content-Type": form}, 1: {"X-Infkit-Content-Type": form}, 2: {"Content-Type": form}}
+    form, raw = "application/x-www-form-urlencoded", "application/octet-stream"
+    headers = {
+        0: {"Content-Type": raw},
+        1: {"Content-Type": raw, "X-Infkit-Content-Type": form},
+        2: {"Content-Type": form},
+    }
     ctx = Context(compiled["onnx"], headers=headers)
     handler.initialize(ctx)
     items = [{"body": RESOURCES[0].read_bytes()}, {"body": b"a=b&c=d"}, {"garbled\x89": b""}]
@@ -100,6 +104,7 @@ def test_form_typed_bodies_in_one_batch(compiled):
     assert len(out[0]) == 3 and 0 not in ctx.statuses  # the image is answered (the tiny model's top 3)
     assert ctx.statuses == {1: (415, "Unsupported Media Type"), 2: (415, "Unsupported Media Type")}
     assert all("--data-binary" in out[i]["message"] for i in (1, 2))
+    assert "sent as form data" not in out[1]["message"] and "sent as form data" in out[2]["message"]
 
 
 def test_batched_results_equal_single_requests(compiled):

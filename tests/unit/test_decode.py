@@ -99,7 +99,7 @@ FORM = "application/x-www-form-urlencoded; charset=utf-8"
     [
         ({}, "cut it into form fields"),  # TorchServe's form decoder left nothing: the bytes are gone
         ({"\x89PNG\r\n": b""}, "cut it into form fields"),
-        (b"a=b&c=d", "is not an image"),  # behind the guard: the raw bytes of a real form
+        (b"a=b&c=d", "is not an image"),  # a form body that reached the handler as the raw bytes it is
     ],
 )
 def test_a_form_body_without_an_image_is_415_with_the_curl_fix(item, words):
@@ -110,9 +110,18 @@ def test_a_form_body_without_an_image_is_415_with_the_curl_fix(item, words):
 
 
 def test_an_image_sent_as_form_data_is_decoded():
-    """Behind the guard a form-typed body reaches the handler as raw bytes: an image there is unambiguous."""
+    """A form-typed body that reaches the handler as raw bytes: an image there is unambiguous."""
     assert decode_request(encoded("PNG"), 10, LABELS, content_type=FORM).image.size == (12, 9)
     assert decode_request({"body": encoded("JPEG")}, 10, LABELS, content_type=FORM).image.size == (12, 9)
+
+
+def test_a_non_image_behind_the_front_names_how_to_send_one():
+    """Behind nginx a form body arrives as application/octet-stream: the handler cannot tell it was a form (no
+    header a client can forge is trusted), so every 415 for bytes that are not an image carries the curl fix."""
+    with pytest.raises(ItemError) as err:
+        decode_request(b"a=b&c=d", 10, LABELS, content_type="application/octet-stream")
+    assert err.value.status == 415 and "not a decodable image (7 bytes)" in err.value.message
+    assert "-H 'Content-Type: image/png' --data-binary @img.png" in err.value.message
 
 
 def test_size_limit_is_413():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_promql import ROOT, properties
+from tests.helpers.run_if import in_ci
 
 
 def container_command(dockerfile: str = "Dockerfile.cpu") -> list[str]:
@@ -22,11 +23,14 @@ def container_command(dockerfile: str = "Dockerfile.cpu") -> list[str]:
 
 def test_container_config_binds_the_container_network_with_auth_on():
     conf = properties((ROOT / "docker/config.properties").read_text())
-    # REST inference reaches TorchServe through the guard: it listens on the published port, TorchServe on loopback
+    # REST inference reaches TorchServe through nginx (infkit.serve.front): it listens on the published port,
+    # TorchServe on loopback, and holds bodies to TorchServe's own limit
     cmd = container_command()
-    assert cmd[:3] == ["python3", "-m", "infkit.serve.guard"] and "torchserve" in cmd[cmd.index("--") + 1 :]
+    assert cmd[:3] == ["python3", "-m", "infkit.serve.front"] and "torchserve" in cmd[cmd.index("--") + 1 :]
     assert cmd[cmd.index("--listen") + 1] == "0.0.0.0:8080"
     assert conf["inference_address"] == f"http://{cmd[cmd.index('--upstream') + 1]}"
+    assert cmd[cmd.index("--max-body") + 1] == conf["max_request_size"]
+    assert cmd[cmd.index("--prefix") + 1].startswith("/home/model-server/")
     assert (
         conf["inference_address"].startswith("http://127.0.0.1:") and conf["metrics_address"] == "http://0.0.0.0:8082"
     )
@@ -107,7 +111,7 @@ def test_torch_links_none_of_the_cuda_packages_the_cpu_image_leaves_out():
     rr = runtime_requirements()
     readelf = shutil.which("readelf")
     if not readelf:
-        pytest.skip("readelf (binutils) is not installed")
+        (pytest.fail if in_ci() else pytest.skip)("readelf (binutils) is not installed: apt-get install binutils")
     requires = " ".join(md.requires("torch") or [])
     if "nvidia" not in requires:
         pytest.skip("this torch is not PyPI's CUDA build")

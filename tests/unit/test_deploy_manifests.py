@@ -6,7 +6,6 @@ tests: test_deploy_docker.py)."""
 from __future__ import annotations
 
 import copy
-import shutil
 import subprocess
 
 import pytest
@@ -120,10 +119,11 @@ def test_kserve_runtime_and_inference_service_fit_together():
     assert "--model-store=/mnt/models/model-store" in args
     assert "--ts-config=/mnt/models/config/config.properties" in args
     assert "--foreground" in args
-    # KServe sends traffic to 8080, where the guard listens, TorchServe's inference API behind it
+    # KServe sends traffic to 8080, where nginx (infkit.serve.front) listens, TorchServe's inference API behind it
     conf = properties((K8S / "kserve/config/config.properties").read_text())
-    assert args.startswith("python3 -m infkit.serve.guard --listen=0.0.0.0:8080 --upstream=127.0.0.1:")
-    assert f"--upstream={conf['inference_address'].removeprefix('http://')} -- torchserve" in args
+    assert args.startswith("python3 -m infkit.serve.front --listen=0.0.0.0:8080 --upstream=127.0.0.1:")
+    assert f"--upstream={conf['inference_address'].removeprefix('http://')} " in args
+    assert f"--max-body={conf['max_request_size']} -- torchserve" in args
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] in {f["name"] for f in formats}
     assert model["runtime"] == runtime["metadata"]["name"]
@@ -164,11 +164,27 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
     assert conf["metrics_mode"] == "prometheus" and conf["metrics_address"].endswith(":8082")
     port = conf["inference_address"].rsplit(":", 1)[1]
     template = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
-    assert f"proxy_pass http://127.0.0.1:{port};" in template
+    assert f"server 127.0.0.1:{port};" in template and "proxy_pass http://torchserve;" in template
     assert '$http_authorization != "Bearer ${INFKIT_INFERENCE_KEY}"' in template
-    # form-typed bodies (curl --data-binary) go on as raw bytes with the client's type beside them, as the guard does
-    assert "proxy_set_header Content-Type $infkit_content_type;" in template
-    assert "proxy_set_header X-Infkit-Content-Type $infkit_form_type;" in template
+    # form-typed bodies (curl --data-binary) go on as raw bytes, as infkit.serve.front does; no X-Infkit-* header
+    assert "proxy_set_header Content-Type $infkit_content_type;" in template and "X-Infkit" not in template
+    # the image's front and the pod's proxy hold clients to the same limits
+    from infkit.serve.front import Limits, nginx_conf
+
+    front = nginx_conf(("0.0.0.0", 8080), ("127.0.0.1", int(port)), K8S, Limits(max_body=int(conf["max_request_size"])))
+    for directive in (
+        "client_max_body_size",
+        "large_client_header_buffers",
+        "client_header_timeout",
+        "client_body_timeout",
+        "keepalive_timeout",
+        "proxy_request_buffering",
+        "proxy_ignore_client_abort",
+        "error_page 400",
+    ):
+        ours = {ln.strip() for ln in front.splitlines() if ln.strip().startswith(directive)}
+        theirs = {ln.strip() for ln in template.splitlines() if ln.strip().startswith(directive)}
+        assert ours and ours == theirs, (directive, ours, theirs)
     # an empty key in the committed Secret: the proxy must refuse to start with it
     assert one("Secret", "infkit-token-keys")["stringData"]["inference-key"] == ""
     for deployment in by_kind("Deployment"):
@@ -177,9 +193,10 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
 
 
 def test_nginx_accepts_the_rendered_proxy_config(tmp_path):
-    nginx = shutil.which("nginx") or (shutil.which("nginx", path="/usr/sbin"))
-    if not nginx:
-        pytest.skip("nginx is not installed here (apt-get install nginx-light to run this check)")
+    from infkit.serve.front import find_nginx
+
+    nginx = find_nginx()
+    assert nginx, "nginx is not installed here (apt-get install nginx-light): the front and this check need it"
     server = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     server = server.replace("${INFKIT_INFERENCE_KEY}", "a-test-key-of-24-characters")
     conf = tmp_path / "nginx.conf"

@@ -19,6 +19,8 @@ class Archive:
     path: Path
     min_workers: int = 1
     max_image_bytes: int = DEFAULT_MAX_BYTES
+    #: seconds TorchServe gives a worker for one answer (model-config.yaml's responseTimeout; its default 120)
+    response_timeout: int = 120
 
 
 def read_archive(path: Path) -> Archive:
@@ -44,6 +46,7 @@ def read_archive(path: Path) -> Archive:
         path=Path(path),
         min_workers=int(config.get("minWorkers") or 1),
         max_image_bytes=int(handler.get("max_image_bytes") or DEFAULT_MAX_BYTES),
+        response_timeout=int(config.get("responseTimeout") or 120),
     )
 
 

@@ -13,6 +13,7 @@ from infkit.errors import InfkitError
 
 PORT_KEYS = ("inference_port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
 MIB = 1024 * 1024
+FRONTS = ("nginx", "none")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,13 @@ class ServerConfig:
     netty_client_threads: int = 0
     #: requests a model's queue holds before TorchServe answers 503
     job_queue_size: int = 100
-    #: infkit.serve.guard on inference_port, TorchServe's inference API behind it on a free loopback port
-    form_guard: bool = True
+    #: what listens on inference_port: nginx (infkit.serve.front: it parses clients' HTTP, TorchServe's inference API
+    #: behind it on a free loopback port) or none (TorchServe itself)
+    front: str = "nginx"
+    #: connections the front holds at once (clients and TorchServe's together)
+    max_connections: int = 4096
+    #: the old spelling of front: false = none, true = nginx
+    form_guard: bool | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
@@ -63,6 +69,8 @@ class ServerConfig:
                 out[key] = _convert(value, kind)
             except (TypeError, ValueError):
                 raise InfkitError(f"serve.server.{key}={value!r} is not a valid {kind.split(' ')[0]}") from None
+        if out.get("form_guard") is not None:  # the old spelling, when given, decides
+            out["front"] = "nginx" if out["form_guard"] else "none"
         config = cls(**out)
         config.check()
         return config
@@ -79,6 +87,10 @@ class ServerConfig:
         for key in ("number_of_netty_threads", "netty_client_threads"):
             if getattr(self, key) < 0:
                 raise InfkitError(f"serve.server.{key}={getattr(self, key)} is negative; give 0 (default) or more")
+        if self.front not in FRONTS:
+            raise InfkitError(f"serve.server.front={self.front!r}; choose {' or '.join(FRONTS)}")
+        if self.max_connections < 16:
+            raise InfkitError(f"serve.server.max_connections={self.max_connections}; give 16 or more (default 4096)")
         if self.job_queue_size < 1:
             raise InfkitError(f"serve.server.job_queue_size={self.job_queue_size}; give 1 or more (default 100)")
 
@@ -114,8 +126,8 @@ class ServerConfig:
         self, model_store: Path, max_image_bytes: int, log_config: Path | None = None, inference_port: int | None = None
     ) -> str:
         """config.properties with safe defaults: loopback, token auth, model API off, local archives only.
-        `inference_port`: the loopback port TorchServe's inference API listens on behind the guard (127.0.0.1 whatever
-        `address` is: only the guard talks to it)."""
+        `inference_port`: the loopback port TorchServe's inference API listens on behind the front (127.0.0.1 whatever
+        `address` is: only the front talks to it)."""
         host, store = self.address, Path(model_store).resolve()
         vmargs = f"-Xmx{self.java_heap} -XX:+ExitOnOutOfMemoryError"
         if log_config:

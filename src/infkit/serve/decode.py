@@ -12,8 +12,6 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from infkit.serve.guard import is_form
-
 # formats Pillow decodes in pure Python or its own C decoders (none hands the bytes to an outside program, as EPS
 # does to Ghostscript); JPEG includes the multi-picture JPEGs (MPO) cameras write
 FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "ICO", "PPM", "TGA")
@@ -23,6 +21,7 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 IMAGE_KEYS = ("data", "body", "image", "file", "instances", "b64")
 # JSON keys that hold a list of images, each answered in turn
 LIST_KEYS = ("instances", "images")
+FORM = "application/x-www-form-urlencoded"
 FORM_HINT = (
     "send the image bytes with Content-Type application/octet-stream or image/* (curl -T img.png URL, or "
     "curl -H 'Content-Type: image/png' --data-binary @img.png URL), or as a multipart field 'data' "
@@ -34,6 +33,11 @@ FORM_MISTAKE = (
     "the body was sent as form data (Content-Type application/x-www-form-urlencoded, which curl --data-binary sends "
     "unless told otherwise)"
 )
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether a Content-Type value is application/x-www-form-urlencoded."""
+    return (content_type or "").split(";")[0].strip().lower() == FORM
 
 
 class ItemError(Exception):
@@ -174,7 +178,7 @@ def open_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     except UnidentifiedImageError:
         if looks_like_image(data):
             raise ItemError(400, f"image is corrupt or truncated ({len(data)} bytes of a known format)") from None
-        raise ItemError(415, f"not a decodable image ({len(data)} bytes); send {FORMAT_NAMES}") from None
+        raise ItemError(415, f"not a decodable image ({len(data)} bytes) in {FORMAT_NAMES}; {FORM_HINT}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(400, f"image is corrupt or truncated ({exc})") from None
     except Exception as exc:  # hostile files reach corners of the decoders: answer, never crash the worker

@@ -77,3 +77,20 @@ def wait_ready(
                 last_note = time.monotonic()
         if pending:
             time.sleep(0.5)
+
+
+def wait_front(server: ServerConfig, proc: subprocess.Popen, error_log: Path, timeout: float = 15.0) -> None:
+    """The front answers on the inference port (TorchServe's /ping through it), or the reason it does not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(f"{server.urls()['inference']}/ping", timeout=2)
+            return
+        except requests.RequestException as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = error_log.read_text(errors="replace")[-800:] if error_log.exists() else "(no log)"
+                raise InfkitError(
+                    f"the front (nginx) does not answer on {server.urls()['inference']} ({type(exc).__name__}); "
+                    f"TorchServe stopped. nginx's error log {error_log}:\n{tail}"
+                ) from None
+            time.sleep(0.2)

@@ -23,8 +23,10 @@ from infkit.serve import logs
 from infkit.serve.archives import check_models
 from infkit.serve.auth import KEY_FILE, read_keys
 from infkit.serve.config import ServerConfig, free_ports
+from infkit.serve.front import NGINX_FIX, find_nginx
+from infkit.serve.java import java_env
 from infkit.serve.process import STATE_FILE, forget, read_state, verdict
-from infkit.serve.readiness import describe, wait_ready
+from infkit.serve.readiness import describe, wait_front, wait_ready
 
 # -- start ---------------------------------------------------------------------------------------
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL (Linux)
@@ -67,6 +69,10 @@ def start(
         raise InfkitError("cannot serve " + "; ".join(f"{m}.mar: {why}" for m, why in failed.items()))
     for name, why in failed.items():
         log(f"warning: not serving {name}.mar: {why}")
+    environment = java_env(dict(os.environ))
+    nginx = find_nginx() if server.front == "nginx" else None
+    if server.front == "nginx" and nginx is None:
+        raise InfkitError(f"serve.server.front=nginx needs nginx, which is not installed: {NGINX_FIX}")
     busy = server.busy_ports()
     if busy:
         raise InfkitError(
@@ -82,8 +88,8 @@ def start(
     log_config.write_text(logs.log4j2_xml(log_dir, server))
     config = state_dir / "config.properties"
     max_image = max(a.max_image_bytes for a in archives.values())
-    # behind the guard, TorchServe's inference API listens on a free port of the loopback
-    upstream = free_ports("127.0.0.1", ("upstream",))["upstream"] if server.form_guard else None
+    # behind the front, TorchServe's inference API listens on a free port of the loopback
+    upstream = free_ports("127.0.0.1", ("upstream",))["upstream"] if nginx else None
     config.write_text(server.config_properties(model_store, max_image, log_config, upstream))
     out = log_dir / "torchserve.out"
     if out.exists():  # keep the previous run's console output, never append forever
@@ -103,11 +109,16 @@ def start(
     ]
     if not server.token_auth:
         cmd.append("--disable-token-auth")
-    if upstream:  # the guard leads the process group and runs TorchServe as its child: they live and end together
-        listen, behind = f"{server.address}:{server.inference_port}", f"127.0.0.1:{upstream}"
-        cmd = [sys.executable, "-m", "infkit.serve.guard", "--listen", listen, "--upstream", behind, "--", *cmd]
+    if upstream:  # the front leads the process group and runs nginx and TorchServe as its children
+        cmd = [
+            *(sys.executable, "-m", "infkit.serve.front"),
+            *("--listen", f"{server.address}:{server.inference_port}", "--upstream", f"127.0.0.1:{upstream}"),
+            *("--prefix", str(state_dir / "front"), "--max-body", str(server.request_limit(max_image))),
+            *("--read-timeout", str(max(a.response_timeout for a in archives.values()) + 10)),
+            *("--max-connections", str(server.max_connections), "--", *cmd),
+        ]
     env = {
-        **os.environ,
+        **environment,
         "LOG_LOCATION": str(log_dir),
         "METRICS_LOCATION": str(log_dir),
         # TorchServe keeps its pid file in the temp dir: one per state folder, so servers don't collide
@@ -144,6 +155,8 @@ def start(
     log(f"starting TorchServe (pid {proc.pid}) with {', '.join(archives)}; logs in {log_dir}")
     try:
         wait_ready(server, proc, state, {n: a.min_workers for n, a in archives.items()}, strict, log)
+        if upstream:
+            wait_front(server, proc, state_dir / "front" / "logs" / "nginx-error.log")
     except BaseException:
         stop(state_dir)
         raise
