@@ -84,8 +84,10 @@ def _compiled(module: torch.nn.Module, options: Mapping[str, Any]):
     dtype = AUTOCAST.get(options.get("autocast"))
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast(device_type=DEVICE, dtype=dtype, enabled=dtype is not None):
-            return fn(x.to(DEVICE)).float().cpu()
+        # always the same grad mode and a fresh device tensor: a caller's no_grad or inference_mode would otherwise
+        # fail dynamo's guards and compile the same shape again
+        with torch.inference_mode(), torch.autocast(device_type=DEVICE, dtype=dtype, enabled=dtype is not None):
+            return fn(x.to(DEVICE, copy=True)).float().cpu()
 
     return run
 

@@ -66,8 +66,8 @@ def signal_message(code: int, batch_size: int, log_path: Path) -> str:
         f"compile=neuronx: torch_neuronx.trace died by {name} at batch size {batch_size}; tracing some vision "
         f"models segfaults with torch-neuronx 2.9 (known issue, aws-neuron-sdk issue #1265: {ISSUE}); the "
         f'documented workaround is torch-neuronx 2.8 (pip install "torch-neuronx==2.8.*" from the Neuron pip '
-        f"repository, in a torch 2.8 environment). Kept in {log_path.parent}: the eager weights (*.eager.pt) and the "
-        f"trace log ({log_path.name})"
+        f"repository into a torch 2.8 environment of Neuron 2.28, the last release with PyTorch 2.8). Kept in "
+        f"{log_path.parent}: the eager weights (*.eager.pt) and the trace log ({log_path.name})"
     )
 
 
