@@ -1,8 +1,10 @@
 """In-process model benchmark: eager and every backend x batch sizes, as the original project's CPU/GPU/Inf1 table.
 
-Each backend is compiled from the same network, then measured in a fresh process (model_worker): latency,
-throughput, speed-up vs eager at the same batch size, memory, and top-1 accuracy on the test split when the
-weights are trained (a checkpoint)."""
+Each backend is compiled from the same network and checked to compute the same function on real images
+(infkit.bench.same_function: a backend outside its documented bound is reported failed and never measured), then
+measured in a fresh process (model_worker): latency, throughput, speed-up vs eager at the same batch size, memory,
+and top-1 accuracy on the test split when the weights are trained (a checkpoint). The machine's load is recorded
+before and after each backend's measurement."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from infkit.bench import busy, same_function
 from infkit.bench.machine import machine_info
 from infkit.bench.model_data import BenchData
-from infkit.compile import parity
+from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import BACKENDS, CPU_BACKENDS, get_backend
 from infkit.errors import InfkitError
 from infkit.model import save_eager
@@ -38,12 +41,13 @@ def compile_all(
     data: BenchData | None = None,
     echo: Callable[[str], None] = print,
     data_parallel: bool = False,
-) -> tuple[dict, dict]:
-    """{backend: {"entries": [(batch size or None, path)], "options": used}} for those that compile here;
-    {backend: reason} for the rest."""
+) -> tuple[dict, dict, dict]:
+    """{backend: {"entries": [(batch size or None, path)], "options": used, "same_function": figures}} for those
+    that compile here and compute the eager model's function; {backend: reason} for those unavailable here; and
+    {backend: figures with the reason} for those that compute something else (not to be measured)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = data or BenchData()
-    artifacts, skipped = {}, {}
+    artifacts, skipped, failed = {}, {}, {}
     for name in backends:
         backend = get_backend(name)
         reason = backend.unavailable_reason()
@@ -66,30 +70,28 @@ def compile_all(
             used = backend.compile(net, _probe(data, bs or 1, input_size), options, path, **extra)
             echo(f"  {name}: compiled {path.name} in {time.perf_counter() - t0:.1f} s")
             entries.append((bs, path))
-        artifacts[name] = {"entries": entries, "options": used}
-        _check_same_function(name, backend, net, entries[0][1], _probe(data, sizes[0] or 2, input_size), calibrates)
-    return artifacts, skipped
+        check = _same_function(name, backend, net, entries, _probe(data, same_function.PROBE_IMAGES, input_size))
+        if check["passed"]:
+            artifacts[name] = {"entries": entries, "options": used, "same_function": check}
+        else:
+            failed[name] = check
+            echo(f"  {name}: FAILED the same-function check, not measured: {check['reason']}")
+    return artifacts, skipped, failed
 
 
 def _probe(data: BenchData, n: int, input_size: list[int]) -> torch.Tensor:
-    """n real images when there are some (int8 ranges are set on real images), else random ones."""
+    """Up to n real images when there are some (int8 ranges are set on real images), else n random ones."""
     if data.calibration is not None and len(data.calibration):
-        x = data.calibration[:n]
-        return torch.cat([x] * (n // len(x) + 1))[:n] if len(x) < n else x
-    return torch.randn(n, *input_size)
+        return data.calibration[:n]
+    return torch.randn(n, *input_size, generator=torch.Generator().manual_seed(0))
 
 
-def _check_same_function(name, backend, net, path, x, changes_numerics: bool) -> None:
-    """Refuse to benchmark an artifact that computes another function (exact backends to 1e-2 in logits;
-    int8 to MAX_RELATIVE_ERROR: its accuracy is judged on real data by the compile stage and --ckpt)."""
-    fn = backend.load(path)
+def _same_function(name, backend, net, entries, x) -> dict:
+    """The artifact against eager on the probe images, each compiled batch size run as a server would run it."""
+    runners = {bs: backend.load(path) for bs, path in entries}
     with torch.inference_mode():
-        eager, out = net.eval()(x), fn(x).float()
-    diff, rel = parity.compare(eager, out)["max_abs_logit_diff"], parity.relative_error(eager, out)
-    if (changes_numerics and rel > MAX_RELATIVE_ERROR) or (not changes_numerics and diff > 1e-2):
-        raise InfkitError(
-            f"{name} output differs from eager by {diff:.3g} (relative {rel:.1%}); not benchmarking a wrong model"
-        )
+        eager, out = net.eval()(x), run_bucketed(runners, x)
+    return same_function.check(name, eager, out)
 
 
 NEURON, DP = ("neuron", "neuronx"), "+dp"
@@ -139,7 +141,8 @@ def run(
     if data_parallel:
         check_data_parallel(backends)
     echo(f"compiling {model_name} {input_size} for {', '.join(backends)} ...")
-    artifacts, skipped = compile_all(
+    machine_before = busy.snapshot()
+    artifacts, skipped, failed = compile_all(
         net, input_size, batch_sizes, out_dir / "artifacts", backends, data, echo, data_parallel
     )
     eager_path = save_eager(net, model_name, num_classes, input_size[0], out_dir / "artifacts" / "model.eager.pt")
@@ -148,6 +151,7 @@ def run(
         accuracy_data = out_dir / "artifacts" / "test_split.pt"
         torch.save((data.test_images, data.test_labels), accuracy_data)
     rows, plan = [], [("eager", {"entries": [(None, eager_path)], "options": {}}), *list(artifacts.items())]
+    machine_load: dict[str, dict] = {}
     if data_parallel:  # one more row per Neuron backend: its smallest artifact in DataParallel over all cores
         plan += [
             (f"{b}{DP}", {"entries": [(None, a["entries"][0][1])], "options": a["options"]})
@@ -159,6 +163,7 @@ def run(
         echo(f"[{k}/{len(plan)}] measuring {label} at batch sizes {batch_sizes} ...")
         size_bytes = sum(p.stat().st_size for _, p in art["entries"])
         accuracy = None
+        load_before = busy.snapshot()
         for bs, path in art["entries"]:
             sizes = [bs] if bs else batch_sizes
             spec = {
@@ -195,6 +200,7 @@ def run(
                     f"    bs {r['batch_size']:>3}: p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, "
                     f"{r['throughput_ips']:.0f} img/s"
                 )
+        machine_load[label] = busy.around(load_before, busy.snapshot())
         for row in rows:
             if row["backend"] == label:
                 row["top1_accuracy"] = accuracy
@@ -211,8 +217,11 @@ def run(
         "batch_sizes": batch_sizes,
         "rows": rows,
         "skipped": skipped,
+        "failed": failed,
+        "same_function": {name: art["same_function"] for name, art in artifacts.items()},
         "backend_options": {name: art["options"] for name, art in artifacts.items()},
         "accuracy_images": None if data.test_labels is None else len(data.test_labels),
         "calibration_images": None if data.calibration is None else len(data.calibration),
         "machine": machine_info(),
+        "machine_load": {"run": busy.around(machine_before, busy.snapshot()), "by_backend": machine_load},
     }

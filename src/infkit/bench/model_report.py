@@ -14,15 +14,23 @@ def _ips(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _usd(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
 def markdown(result: dict) -> str:
+    price = result.get("pricing")
     head = (
         "| backend | batch | p50 ms | p90 ms | throughput img/s | × eager | top-1 % | artifact MiB | "
-        "memory added MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "memory added MiB |" + (" $ per M inferences |" if price else "") + "\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if price else "") + "\n"
     )
     body = "".join(
         f"| {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
         f"{_ips(r['throughput_ips'])} | {r['speedup_vs_eager']:.2f} | {_pct(r.get('top1_accuracy'))} | "
-        f"{r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |\n"
+        f"{r['artifact_mib']:.1f} | {r['memory_added_mib']:.0f} |"
+        + (f" {_usd(r.get('cost_per_million_usd'))} |" if price else "")
+        + "\n"
         for r in result["rows"]
     )
     m = result["machine"]
@@ -36,8 +44,8 @@ def markdown(result: dict) -> str:
         foot += f"top-1 % on {result['accuracy_images']} test-split images.\n"
     else:
         foot += "top-1 % not measured (random weights: pass --ckpt for accuracy).\n"
-    if result.get("calibration_images"):
-        int8 = result.get("backend_options", {}).get("onnx_int8", {})
+    if result.get("calibration_images") and "onnx_int8" in result.get("backend_options", {}):
+        int8 = result["backend_options"]["onnx_int8"]
         foot += (
             f"onnx_int8: {int8.get('calibration_method', '?')} calibration on {result['calibration_images']} "
             f"training images, {int8.get('activation_type', '?')} activations, {int8.get('weight_type', '?')} "
@@ -52,6 +60,33 @@ def markdown(result: dict) -> str:
         )
     if result["skipped"]:
         foot += f"Not measured here: {', '.join(result['skipped'])} (not available on this machine).\n"
+    checked = result.get("same_function") or {}
+    if checked:
+        foot += (
+            "Same function as eager (infkit.bench.same_function): "
+            + ", ".join(
+                f"{b} max |Δlogit| {c['max_abs_logit_diff']:.2g}, top-1 agreement {c['top1_agreement']:.0%} on "
+                f"{c['images']} images"
+                for b, c in checked.items()
+            )
+            + ".\n"
+        )
+    for b, c in (result.get("failed") or {}).items():
+        foot += f"FAILED, not measured: {b} is not the eager model's function: {c['reason']}.\n"
+    if price:
+        foot += (
+            f"$ per M inferences = price per hour / (3600 x img/s) x 10^6 at {price['instance'] or 'the given price'}"
+            f" ${price['per_hour']:g}/hour ({price['source']}).\n"
+        )
+    run_load = (result.get("machine_load") or {}).get("run") or {}
+    if run_load.get("before"):
+        b = run_load["before"]
+        foot += (
+            f"Machine before the run: load average {b['load_avg_1m']:.2f} on {b['usable_cores']} usable cores, "
+            f"other processes {b['other_processes_cpu_cores']:.2f} cores.\n"
+        )
+    for line in result.get("warnings") or []:
+        foot += f"{line}\n"
     return head + body + foot
 
 

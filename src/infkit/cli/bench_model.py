@@ -6,16 +6,24 @@ eager and, for a checkpoint, test accuracy.
     python src/bench_model.py --model resnet18 --input-size 3 224 224      # random weights: speed is the same
     python src/bench_model.py --ckpt <ckpt> --backends neuronx --data-parallel   # Inf2: also DataParallel, all cores
 
+    python src/bench_model.py --ckpt <ckpt> --instance c7i.xlarge           # + USD per million inferences
+
 onnx_int8 is calibrated on real training images of the data config (--data; default: the embedded digits, resized
-to the input size). Writes model_bench.{md,json,png} under logs/bench/<time>/ and prints the table.
+to the input size). Every backend is first checked to compute the eager model's function on real images, within a
+documented bound (infkit.bench.same_function: fp32 backends' logits close; int8 top-1 agreement and a bounded
+logit error); one that fails is reported failed, never measured, and the command exits 1. Random weights (--model)
+are seeded (--seed). Writes model_bench.{md,json,png} under logs/bench/<time>/, with the machine's load before and
+after the run and each backend, and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from infkit.bench import cost
 from infkit.cli._common import guarded
 
 
@@ -26,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--ckpt", type=Path, help="checkpoint written by src/train.py")
     src.add_argument("--model", help="timm model name (random weights)")
     p.add_argument("--num-classes", type=int, default=10, help="with --model (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="with --model: the random weights' seed (default 0)")
     p.add_argument(
         "--input-size",
         type=int,
@@ -63,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Neuron backends also measured in DataParallel over all NeuronCores (rows <backend>+dp; "
         "needs torch-neuron or torch-neuronx; neuron is then compiled without pipelining)",
     )
+    cost.add_arguments(p)
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1:
         p.error(f"--batch-sizes {args.batch_sizes}: give whole numbers >= 1")
+    price = cost.from_args(args)
 
-    from infkit.bench import model_bench, model_data, model_report
+    from infkit.bench import busy, model_bench, model_data, model_report
     from infkit.compile.registry import get_backend
     from infkit.model import create_network
     from infkit.train import checkpoint
@@ -90,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         mean, std = hp["mean"], hp["std"]
     else:
         import timm.data
+        import torch
 
+        torch.manual_seed(args.seed)  # the same random weights run after run
         size = list(args.input_size or [3, 224, 224])
         name, classes = args.model, args.num_classes
         net = create_network(name, classes, size[0], exportable=True).eval()
@@ -115,8 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         data=data,
         data_parallel=args.data_parallel,
     )
+    result["pricing"] = price.as_dict() if price else None
+    for row in result["rows"]:
+        row["cost_per_million_usd"] = price.per_million(row["throughput_ips"]) if price else None
+    loads = result["machine_load"]
+    befores = [loads["run"]["before"]] + [m["before"] for m in loads["by_backend"].values()]
+    result["warnings"] = busy.warnings(befores, what="the benchmark")
     paths = model_report.write(result, out)
     print()
     print(paths["md"].read_text())
     print(f"results: {paths['md']}\n         {paths['json']}\n         {paths['png']}")
+    if result["failed"]:
+        said = "; ".join(f"{b}: {c['reason']}" for b, c in result["failed"].items())
+        print(f"error: not the eager model's function, not measured: {said}", file=sys.stderr)
+        return 1
     return 0
