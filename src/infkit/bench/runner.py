@@ -52,13 +52,13 @@ def run_level(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run one level; Ctrl-C stops it early and the result says so (what was measured is kept)."""
-    machine_before = busy.snapshot() if spec.machine_load else None
-    before = promscrape.scrape(metrics_url, model) if metrics_url else None
     cores = usable_cores()
     try:
+        machine_before = busy.snapshot() if spec.machine_load else None
+        before = promscrape.scrape(metrics_url, model) if metrics_url else None
         load = clients.start(target, client_shares(spec, cores))  # processes spawned and ready: not timed
     except KeyboardInterrupt:
-        echo("stopped while starting the client processes: nothing measured")
+        echo("stopped before the level started: nothing measured")
         return _empty(spec)
     t0 = time.perf_counter()
     run = loadgen.Run(warmup_until=t0 + spec.warmup, deadline=t0 + spec.warmup + spec.max_duration)
