@@ -114,8 +114,10 @@ class NeuronNativeBackend:
         self._compiled: tuple[Path, dict[str, Any], Any] | None = None
 
     def prepare_environment(self, options: Mapping[str, Any], out_dir: Path) -> None:
-        """Before the SDK is imported: the NEFF cache in the artifact folder, fallback per compile.fallback."""
-        set_environment(options, cache_dir(out_dir))
+        """Before the SDK is imported: the NEFF cache in the artifact folder, fallback per compile.fallback (nothing
+        where TorchNeuron is not installed: unavailable_reason then says so without importing anything)."""
+        if neuron_stack.torch_neuronx_line(neuron_stack.installed("torch-neuronx")) == "native":
+            set_environment(options, cache_dir(out_dir))
 
     def unavailable_reason(self) -> str | None:
         version = neuron_stack.installed("torch-neuronx")
