@@ -215,3 +215,14 @@ def test_a_second_worker_reuses_the_unpacked_folder(native, tmp_path):
     second = backend.prepare_load(tmp_path / "m.neuron_native.tar", OPTIONS, env={})
     assert first == second == tmp_path / "m.neuron_native.tar.d"
     assert not list(tmp_path.glob(".unpack-*"))  # no half-unpacked folders left behind
+
+
+def test_a_recompiled_artifact_is_unpacked_again(native, tmp_path):
+    compiled_dir(tmp_path)
+    backend = NeuronNativeBackend()
+    folder = backend.prepare_load(tmp_path / "m.neuron_native.tar", OPTIONS, env={})
+    (folder / "neff_cache" / "stale.neff").write_text("from the earlier artifact")
+    compiled_dir(tmp_path, {"batch_sizes": [2]})  # a new artifact under the same name
+    folder = backend.prepare_load(tmp_path / "m.neuron_native.tar", OPTIONS, env={})
+    assert not (folder / "neff_cache" / "stale.neff").exists()
+    assert (folder / "artifact.sha256").read_text() == mf.sha256(tmp_path / "m.neuron_native.tar")

@@ -24,6 +24,7 @@ import torch
 
 from infkit.compile import neuron_stack
 from infkit.compile._neuron_common import import_sdk
+from infkit.compile.manifest import sha256
 from infkit.errors import InfkitError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 #: the device TorchNeuron registers (PrivateUse1 named "neuron"); the contract tests put "cpu" in its place
 DEVICE = "neuron"
 CACHE_ENV, FALLBACK_ENV = "TORCH_NEURONX_NEFF_CACHE_DIR", "TORCH_NEURONX_DISABLE_FALLBACK_EXECUTION"
-PROGRAM, CACHE = "program.pt2", "neff_cache"
+PROGRAM, CACHE, SOURCE = "program.pt2", "neff_cache", "artifact.sha256"
 AUTOCAST = {"bf16": torch.bfloat16}
 #: the largest batch the exported program accepts (each size still compiles its own NEFF)
 MAX_BATCH = 4096
@@ -185,6 +186,9 @@ class NeuronNativeBackend:
         variables to its NEFF cache. Call before the SDK is imported (infkit.serve.runtime does)."""
         path = Path(path)
         target = path.with_name(path.name + ".d")
+        digest = sha256(path)
+        if (target / SOURCE).is_file() and (target / SOURCE).read_text() != digest:  # unpacked from another artifact
+            shutil.rmtree(target, ignore_errors=True)
         if not (target / PROGRAM).is_file():
             try:
                 staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=path.parent))
@@ -192,6 +196,7 @@ class NeuronNativeBackend:
                 target = staging = Path(tempfile.mkdtemp(prefix="infkit-neuron-native-"))
             with tarfile.open(path) as tar:
                 tar.extractall(staging, filter="data")
+            (staging / SOURCE).write_text(digest)
             if staging != target:
                 try:
                     os.replace(staging, target)
