@@ -20,6 +20,9 @@ ANSWERS = {
     "/empty": b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
     "/close": b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbusy",
     "/to-the-end": b"HTTP/1.1 200 OK\r\n\r\nuntil the connection closes",
+    # HTTP/1.0 closes after each answer unless it says keep-alive (http.server's default protocol does close)
+    "/http10": b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "/http10-keep": b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -31,7 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.seen.append((self.path, self.headers.get("Authorization"), body, self.client_address))
         self.wfile.write(ANSWERS[self.path])
         self.wfile.flush()
-        if self.path in ("/close", "/to-the-end"):
+        if self.path in ("/close", "/to-the-end", "/http10"):
             self.close_connection = True
 
     def log_message(self, *args):
@@ -63,11 +66,16 @@ def test_answers_are_read_whole_and_the_connection_is_kept(server, path, status)
     conn.close()
 
 
-@pytest.mark.parametrize(("path", "status"), [("/close", 503), ("/to-the-end", 200)])
+@pytest.mark.parametrize(("path", "status"), [("/close", 503), ("/to-the-end", 200), ("/http10", 200)])
 def test_a_closing_server_gets_a_new_connection_next_time(server, path, status):
     conn = conn_to(server, path)
     assert [conn.post(b"x"), conn.post(b"x")] == [status] * 2
     assert len({s[3] for s in server.seen}) == 2
+
+
+def test_an_http10_answer_saying_keep_alive_keeps_the_connection(server):
+    conn = conn_to(server, "/http10-keep")
+    assert [conn.post(b"x"), conn.post(b"x")] == [200, 200] and len({s[3] for s in server.seen}) == 1
 
 
 def test_transport_errors_are_status_0_and_the_next_request_reconnects(server):

@@ -97,8 +97,10 @@ class Connection:
         """Read one answer: (status, whether the connection closes after it, the start of its body when the status
         is not 2xx, else b"")."""
         while True:
-            status = int(self._line().split(b" ", 2)[1])
-            length, chunked, close = None, False, False
+            version, status = self._line().split(b" ", 2)[:2]
+            status = int(status)
+            # HTTP/1.0 closes after each answer unless it says keep-alive; HTTP/1.1 keeps the connection unless close
+            length, chunked, close = None, False, version == b"HTTP/1.0"
             while line := self._line():
                 name, _, value = line.partition(b":")
                 name, value = name.strip().lower(), value.strip().lower()
@@ -107,7 +109,7 @@ class Connection:
                 elif name == b"transfer-encoding":
                     chunked = value.endswith(b"chunked")
                 elif name == b"connection":
-                    close = value == b"close"
+                    close = value == b"close" or (close and value != b"keep-alive")
             if status >= 200:
                 break  # 1xx: an interim answer; the real one follows
         if status in NO_BODY:
