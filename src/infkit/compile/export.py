@@ -1,6 +1,15 @@
 """torch.export + AOTInductor: the network is exported with a dynamic batch dimension, compiled ahead of time to a
 shared library by a C++ compiler, and packaged as <name>.pt2 (aoti_compile_and_package); serving loads it with
-aoti_load_package. torch marks `torch._inductor.aoti_*` as prototype: tests/integration/test_export.py pins what
+aoti_load_package.
+
+Speed on CPU depends on two things (see configs/compile/export.yaml):
+- freezing (weights as constants: batch norm folded into the convolutions, fewer kernels) happens only when Inductor
+  compiles with autograd off; with it on, freezing is skipped without a word. Export and compile run under no_grad.
+- oneDNN weight prepacking (`cpp.weight_prepack`) is off by default: with a dynamic batch dimension the packed
+  layout cannot be chosen ahead of time, so every call reorders every convolution's weights, which costs far more
+  than the convolutions at small batch sizes. Without it the frozen convolutions run as ATen convolutions.
+
+torch marks `torch._inductor.aoti_*` as prototype: tests/integration/test_int8_export.py pins what
 infkit relies on.
 
 The .pt2 holds machine code for the compiling CPU's vector instructions and the compiling torch version's ABI:
@@ -38,6 +47,29 @@ def _whole(options: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
+def _flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
+    raw = options.get(key, default)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InfkitError(
+        f"compile.{key}={raw!r} is not valid; give true or false, e.g. compile.{key}={str(default).lower()}"
+    )
+
+
+def inductor_configs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Inductor settings the artifact is built with, from the compile options."""
+    return {
+        "freezing": _flag(options, "freezing", True),
+        "cpp.weight_prepack": _flag(options, "weight_prepack", False),
+        "cpp.cxx": (None, _compiler()),
+    }
+
+
 def _first_line(exc: Exception) -> str:
     """The first line of an error (compiler and loader errors run to pages), or its type when it says nothing."""
     text = str(exc).strip()
@@ -48,7 +80,7 @@ class ExportBackend:
     name = "export"
     suffix = ".pt2"
     static_batch = False
-    option_names = frozenset({"max_batch_size", "freezing"})
+    option_names = frozenset({"max_batch_size", "freezing", "weight_prepack"})
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -74,16 +106,18 @@ class ExportBackend:
         if reason:
             raise InfkitError(reason)
         max_batch = _whole(options, "max_batch_size", 1024)
-        freezing = bool(options.get("freezing", True))
+        configs = inductor_configs(options)
         # export traces with 2 images: a batch of 1 would be specialised to the constant 1
         traced_with = example[:1].expand(2, *example.shape[1:]).contiguous() if len(example) < 2 else example
         batch = torch.export.Dim("batch", min=1, max=max_batch)
         with torch.no_grad():
             program = torch.export.export(model.eval(), (traced_with,), dynamic_shapes=({0: batch},), strict=False)
-        configs = {"freezing": freezing, "cpp.cxx": (None, _compiler())}
         log.info("AOTInductor: compiling %s with %s (a minute or more) ...", path.name, _compiler())
         try:
-            aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
+            # autograd off here too: Inductor freezes (folds batch norm, weights as constants) only a graph that
+            # needs no gradients, and skips freezing without a word otherwise
+            with torch.no_grad():
+                aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
         except Exception as exc:
             raise InfkitError(
                 f"AOTInductor could not build {path.name} with {_compiler()!r} ({_first_line(exc)}); check the C++ "
@@ -91,7 +125,8 @@ class ExportBackend:
             ) from None
         return {
             "dynamic_batch": {"min": 1, "max": max_batch},
-            "freezing": freezing,
+            "freezing": configs["freezing"],
+            "weight_prepack": configs["cpp.weight_prepack"],
             "compiler": _compiler(),
             "api": "torch.export.export + torch._inductor.aoti_compile_and_package (prototype)",
         }
