@@ -19,8 +19,8 @@ from infkit.serve.process import group_members, read_state
 
 
 def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
-    """The frontend (java, and infkit's guard in front of it when on) and the Python workers of the TorchServe
-    started from state_dir."""
+    """The frontend (java, and the front before it when on: infkit.serve.front and nginx) and the Python workers of
+    the TorchServe started from state_dir."""
     state = read_state(Path(state_dir))
     out: dict[str, list[psutil.Process]] = {"frontend": [], "workers": []}
     for proc in group_members(int(state["pgid"])) if state else []:
@@ -30,7 +30,7 @@ def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
             continue
         if "model_service_worker" in cmd:
             out["workers"].append(proc)
-        elif "java" in cmd or "infkit.serve.guard" in cmd:
+        elif "java" in cmd or "infkit.serve.front" in cmd or cmd.startswith("nginx"):
             out["frontend"].append(proc)
     return out
 
