@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_TRAIN, run_entry
+from tests.helpers.run_if import run_if
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,20 @@ def test_train_then_trace_print_their_paths(tmp_path):
     artifact = re.search(r"artifact: (\S+\.onnx)", out).group(1)
     manifest = json.loads(open(re.search(r"manifest: (\S+manifest\.json)", out).group(1)).read())
     assert manifest["artifacts"][0]["file"] == artifact.rsplit("/", 1)[1]
+
+    # a guard that would compare nothing stops compilation in one line; turning it off is explicit
+    assert_one_line_error(
+        run_entry(
+            "trace_inferentia.py",
+            "experiment=digits_example",
+            f"ckpt_path={ckpt}",
+            "compile=onnx",
+            "parity.accuracy_images=0",
+            cwd=tmp_path,
+        ),
+        r"parity.accuracy_images=0: the check would compare nothing; give a number of images >= 1, or turn the "
+        r"check off with parity.accuracy=false",
+    )
 
     # a checkpoint of another model, or of another class count, is refused with the fix
     assert_one_line_error(
@@ -111,21 +126,27 @@ def test_unknown_experiment(script, tmp_path):
 def test_unknown_backend(tmp_path):
     assert_one_line_error(
         run_entry("trace_inferentia.py", "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
-        r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuronx, onnx, onnx_int8, "
+        r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuron_native, neuronx, onnx, onnx_int8, "
         r"torchscript",
     )
 
 
+@run_if(neuron_sdk=False)
 def test_neuron_without_sdk(tmp_path):
-    pytest.importorskip("torch", reason="")  # torch is always here; the SDK is not
-    import importlib.util
-
-    if importlib.util.find_spec("torch_neuron"):
-        pytest.skip("torch-neuron is installed here")
     assert_one_line_error(
         run_entry("trace_inferentia.py", "compile=neuron", "ckpt_path=x.ckpt", cwd=tmp_path),
         r"compile=neuron needs torch-neuron .* use compile=torchscript",
     )
+
+
+@run_if(neuron_sdk=False)
+def test_neuron_native_without_torchneuron(tmp_path):
+    assert_one_line_error(
+        run_entry("trace_inferentia.py", "compile=neuron_native", "ckpt_path=x.ckpt", cwd=tmp_path),
+        r"^error: compile=neuron_native needs TorchNeuron, which is not installed here: install TorchNeuron "
+        r"\(torch-neuronx 2\.13\.3\.0\.\* or 2\.14\.3\.0\.\*.*it runs on Trn2 and Trn3 only, not on Inf2, Trn1 or Inf1",
+    )
+    assert not list(tmp_path.rglob("neff_cache"))  # nothing set up for an SDK that is not there
 
 
 def test_unreadable_data_directory(tmp_path):
