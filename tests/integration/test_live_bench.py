@@ -61,6 +61,22 @@ def test_benchmark_counts_match_the_server(running_server, tmp_path):
     assert doc["machine"]["logical_cores"] >= 1 and doc["machine"]["versions"]["torch"]
 
 
+def test_a_missing_model_is_no_throughput_exit_1_and_the_404_named(running_server, tmp_path, capsys):
+    """Every request to a model the server does not have is TorchServe's 404: 0 successful req/s, exit 1, and the
+    error TorchServe sent named."""
+    srv = running_server["server"]
+    url = f"http://127.0.0.1:{srv.inference_port}/predictions/no_such_model"
+    argv = ["--url", url, "--num_thread", "2", "--warmup", "0", "--duration", "2", "--metrics-url", "none"]
+    argv += ["--key-file", running_server["state"]["key_file"], "--out", str(tmp_path)]
+    assert bench_main(argv) == 1
+    (run_dir,) = tmp_path.iterdir()
+    (level,) = json.loads((run_dir / "results.json").read_text())["levels"]
+    s = level["summary"]
+    assert s["requests"] > 0 and s["ok"] == 0 and s["throughput_rps"] == 0 and set(s["errors_by_status"]) == {"404"}
+    assert level["first_error"].startswith("404 ModelNotFoundException: ") and "no_such_model" in level["first_error"]
+    assert f"first error: {level['first_error']}" in capsys.readouterr().err
+
+
 def test_open_loop_follows_its_schedule(running_server, tmp_path):
     doc, run_dir = _bench(running_server, tmp_path, "--rate", "20", "--duration", "2", "--workers", "8")
     (level,) = doc["levels"]
