@@ -19,7 +19,7 @@ BACKENDS = sorted(p.stem for p in (CONFIG_DIR / "compile").glob("*.yaml"))
 
 def test_expected_groups_exist():
     assert {"digits_example", "cifar10_example"} <= set(EXPERIMENTS)
-    assert set(BACKENDS) == {"auto", "neuron", "neuronx", "torchscript", "onnx", "onnx_int8", "export"}
+    assert set(BACKENDS) == {"auto", "neuron", "neuronx", "neuron_native", "torchscript", "onnx", "onnx_int8", "export"}
     for group, names in {
         "trainer": {"default", "cpu", "gpu", "hpu", "ddp"},
         "data": {"digits", "cifar10", "image_folder"},
