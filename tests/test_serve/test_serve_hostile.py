@@ -167,16 +167,21 @@ def test_thousands_of_idle_connections_leave_room_for_a_normal_request(live, ser
     check_after(live, server)
 
 
-def test_fifty_pipelined_requests_are_answered_in_order(live, server):
+def raw_prediction(live, close: bool = False) -> bytes:
+    """A normal prediction of the first image as the bytes a client sends (with `Connection: close` if asked)."""
     auth = f"Authorization: Bearer {live.token}\r\n" if live.token else ""
     image = live.images[0].read_bytes()
-    one = (
+    connection = "Connection: close\r\n" if close else ""
+    return (
         f"POST /predictions/{live.model} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: image/png\r\n"
-        f"Content-Length: {len(image)}\r\n\r\n"
+        f"Content-Length: {len(image)}\r\n{connection}\r\n"
     ).encode() + image
+
+
+def test_fifty_pipelined_requests_are_answered_in_order(live, server):
     answer = b""
     with socket.create_connection((live.host, live.http_port), timeout=30) as s:
-        s.sendall(one * 49 + one.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
+        s.sendall(raw_prediction(live) * 49 + raw_prediction(live, close=True))
         while chunk := s.recv(65536):
             answer += chunk
     assert statuses(answer) == [200] * 50, statuses(answer)
@@ -184,12 +189,6 @@ def test_fifty_pipelined_requests_are_answered_in_order(live, server):
 
 
 def test_half_close_after_a_full_request_still_gets_the_answer(live, server):
-    auth = f"Authorization: Bearer {live.token}\r\n" if live.token else ""
-    image = live.images[0].read_bytes()
-    request = (
-        f"POST /predictions/{live.model} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: image/png\r\n"
-        f"Content-Length: {len(image)}\r\nConnection: close\r\n\r\n"
-    ).encode() + image
-    answer = exchange(live.host, live.http_port, request, wait=10, half_close=True)
+    answer = exchange(live.host, live.http_port, raw_prediction(live, close=True), wait=10, half_close=True)
     assert statuses(answer) == [200], answer[:300]
     check_after(live, server)
