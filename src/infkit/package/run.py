@@ -15,6 +15,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from infkit.compile import manifest as mf
+from infkit.compile import parity
 from infkit.errors import InfkitError
 from infkit.resources import handler_file
 from infkit.serve import neuron_cores
@@ -79,6 +80,7 @@ def run(cfg: DictConfig) -> PackageResult:
         raise InfkitError(f"artifact_dir {str(artifact_dir)!r} is not a directory; pass the compile run folder")
     manifest = mf.read(artifact_dir)
     mf.verify_artifacts(artifact_dir, manifest)
+    failed_check(cfg, artifact_dir, manifest)
     name = str(cfg.get("model_name") or default_model_name(manifest))
     if not name.replace("_", "").replace("-", "").isalnum():
         raise InfkitError(f"model_name {name!r} may hold only letters, digits, '_' and '-'")
@@ -110,6 +112,26 @@ def run(cfg: DictConfig) -> PackageResult:
         shutil.copyfile(built, part)
         os.replace(part, mar)
     return PackageResult(mar=mar, model_name=name, command=cmd, warnings=warnings)
+
+
+def failed_check(cfg: DictConfig, artifact_dir: Path, manifest: dict) -> None:
+    """Stop when the manifest records a parity or accuracy check that failed: compilation refused that artifact, so
+    an archive of it would serve a model that is not the trained one. `allow_failed_checks=true` packages it anyway
+    (for an experiment) and says so."""
+    recorded = {k: manifest[k] for k in ("parity", "accuracy") if isinstance(manifest.get(k), dict)}
+    failed = [k for k, r in recorded.items() if parity.status(r) == parity.FAILED]
+    if not failed:
+        return
+    why = parity.failure(
+        manifest["backend"], recorded.get("parity"), recorded.get("accuracy"), artifact_dir / mf.MANIFEST
+    )
+    if cfg.get("allow_failed_checks"):
+        log.warning("packaging although the artifact failed its %s check: %s", " and ".join(failed), why)
+        return
+    raise InfkitError(
+        f"not packaging {artifact_dir}: {why or ' and '.join(failed) + ' check failed'}. "
+        "Compile again until the checks pass, or package it anyway with allow_failed_checks=true"
+    )
 
 
 def neuron_warnings(cfg: DictConfig, manifest: dict, model_config: dict) -> list[str]:
