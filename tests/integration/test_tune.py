@@ -70,7 +70,8 @@ def test_tune_latency_objective_finds_the_config_without_a_batching_wait(onnx_co
     argv = [str(onnx_compiled), "--objective", "latency", "--concurrency", "1", "--batch-size", "4,1"]
     argv += ["--max-batch-delay", "50", "--threads", "1", "--instance", "c7i.xlarge", "--out", str(tmp_path), *SHORT]
     assert tune_main(argv) == 0
-    assert "winner: w=1 t=1 batch=1 delay=50ms" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "winner: w=1 t=1 batch=1 delay=50ms" in out
     (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
     rows = list(csv.DictReader((run_dir / "ranking.csv").open()))
     assert [int(r["batch_size"]) for r in rows] == [1, 4]
@@ -81,6 +82,14 @@ def test_tune_latency_objective_finds_the_config_without_a_batching_wait(onnx_co
         assert float(r["cost_per_million_usd"]) == pytest.approx(expected, rel=0.01)
     doc = json.loads((run_dir / "results.json").read_text())
     assert doc["objective"] == "latency" and doc["pricing"]["per_hour"] == 0.1785
+    # the in-process batch-1 reference, measured in the same run, beside the best served p50
+    (ref,) = doc["in_process_reference"].values()
+    assert (
+        ref["backend"] == "onnx"
+        and 0 < ref["p50_ms"] < fast
+        and ref["served_best_p50_ms"] == pytest.approx(fast, abs=0.01)
+    )
+    assert f"serving adds {ref['served_best_p50_ms'] - ref['p50_ms']:+.2f} ms" in out
     assert doc["machine_load"]["before"]["load_avg_1m"] >= 0
     assert all(c["levels"][0]["machine_load"]["before"]["usable_cores"] >= 1 for c in doc["candidates"])
     assert yaml.safe_load((run_dir / "winner/model-config.yaml").read_text())["batchSize"] == 1

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infkit.bench.report import json_safe
+from infkit.tune import reference
 from infkit.tune.objective import Budget, Objective, as_objective
 from infkit.tune.search import pareto, rank
 
@@ -132,7 +133,13 @@ def write(
         "json": out_dir / "results.json",
         "png": out_dir / "pareto.png",
     }
-    paths["markdown"].write_text(markdown(rows, objective, unit))
+    text = markdown(rows, objective, unit)
+    references = (extra or {}).get("in_process_reference") or {}
+    if references:  # the latency objective's in-process batch-1 reference, measured in the same run
+        text += "\n" + "".join(
+            f"- {reference.line(n, r.get('served_best_p50_ms'), r)}\n" for n, r in references.items()
+        )
+    paths["markdown"].write_text(text)
     with open(paths["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -14,7 +14,7 @@ from infkit.bench.machine import machine_info
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
 from infkit.serve import neuron_cores
-from infkit.tune import report
+from infkit.tune import reference, report
 from infkit.tune.measure import Load, Measurer, package
 from infkit.tune.objective import Budget, Objective
 from infkit.tune.search import Search
@@ -123,11 +123,14 @@ def run(cfg: TuneConfig, echo=print) -> TuneResult:
     if search.interrupted:
         echo("interrupted: writing what was measured ...")
     machine_after = busy.snapshot()
+    references = in_process_references(cfg, goal, names, search, echo)
     befores = [machine_before] + [
         (lv.get("machine_load") or {}).get("before") for r in search.results for lv in r.get("levels", [])
     ]
     warnings = busy.warnings(befores, what="the tune run")
     extra = {"machine_load": busy.around(machine_before, machine_after), "warnings": warnings}
+    if references:
+        extra["in_process_reference"] = references
     unit = "clients" if cfg.load.mode == "closed" else "req/s"
     config = describe(cfg, names)
     paths, ranked = report.write(
@@ -139,6 +142,23 @@ def run(cfg: TuneConfig, echo=print) -> TuneResult:
     if winner is not None:
         paths |= write_winner(out_dir / "winner", winner, cfg, names)
     return TuneResult(out_dir, paths, ranked, winner, search.interrupted)
+
+
+def in_process_references(cfg: TuneConfig, goal, names: list[str], search: Search, echo) -> dict:
+    """Latency objective: each artifact's in-process batch-1 p50 (infkit.tune.reference), measured after the served
+    candidates in the same run, and a line that puts the best served p50 beside it."""
+    if goal.kind != "latency" or search.interrupted:
+        return {}
+    out = {}
+    for k, (folder, name) in enumerate(zip(cfg.artifact_dirs, names, strict=True)):
+        echo(f"in-process reference: {name} at batch 1 ...")
+        ref = reference.batch1(folder)
+        served = [goal.best_level(r) for r in search.results if r["candidate"].artifact == k]
+        p50s = [lv["p50_ms"] for lv in served if lv]
+        ref["served_best_p50_ms"] = min(p50s, default=None)
+        echo(reference.line(name, ref["served_best_p50_ms"], ref))
+        out[name] = ref
+    return out
 
 
 def write_winner(where: Path, winner: dict, cfg: TuneConfig, names: list[str]) -> dict[str, Path]:
