@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,58 @@ def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> 
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class Ran:
+    """What an entry's main() did in this process: the exit status and what it printed (as a CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _logging_state() -> dict:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return {
+        lg: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers if isinstance(lg, logging.Logger)
+    }
+
+
+def _restore_logging(saved: dict) -> None:
+    """Every logger's handlers as they were (and the settings of those that existed): Hydra's handlers, and those a
+    library added on import while the call's output was captured, would write to this test's closed streams later."""
+    for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if not isinstance(lg, logging.Logger):
+            continue
+        handlers, *settings = saved.get(lg, ([], lg.level, lg.propagate, lg.disabled))
+        for handler in lg.handlers:
+            if handler not in handlers:
+                handler.close()
+        lg.handlers[:] = handlers
+        lg.level, lg.propagate, lg.disabled = settings
+
+
+@pytest.fixture
+def call_main(capsys):
+    """call_main(main, *argv, cwd=...): an entry's main(argv) in this process, from `cwd` (its logs/ land there), for
+    the error cases: the same code path as the script, without a new interpreter importing torch each time (the
+    subprocess runs stay in one smoke test per entry point). Hydra's logging setup is undone after the call."""
+
+    def call(main, *argv: str, cwd: Path) -> Ran:
+        saved = _logging_state()
+        here = os.getcwd()
+        capsys.readouterr()
+        os.chdir(cwd)
+        try:
+            code = main(list(argv))
+        finally:
+            os.chdir(here)
+            _restore_logging(saved)
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return call
 
 
 @pytest.fixture(scope="session", autouse=True)

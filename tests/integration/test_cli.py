@@ -1,4 +1,5 @@
-"""The entry scripts as a user runs them: paths printed on success, one line and exit 2 on bad input."""
+"""The entry scripts as a user runs them: paths printed on success, one line and exit 2 on bad input. One run of each
+script in its own interpreter; the error cases call the same main() in this process."""
 
 import json
 import re
@@ -6,6 +7,8 @@ import re
 import pytest
 import torch
 
+from infkit.cli.trace import main as trace_main
+from infkit.cli.train import main as train_main
 from tests.conftest import TINY_TRAIN, run_entry
 from tests.helpers.run_if import run_if
 
@@ -20,7 +23,7 @@ def assert_one_line_error(proc, pattern):
     assert re.search(pattern, errors[0]), errors[0]
 
 
-def test_train_then_trace_print_their_paths(tmp_path):
+def test_train_then_trace_print_their_paths(tmp_path, call_main):
     proc = run_entry("train.py", *TINY_TRAIN, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
@@ -45,8 +48,8 @@ def test_train_then_trace_print_their_paths(tmp_path):
 
     # a guard that would compare nothing stops compilation in one line; turning it off is explicit
     assert_one_line_error(
-        run_entry(
-            "trace_inferentia.py",
+        call_main(
+            trace_main,
             "experiment=digits_example",
             f"ckpt_path={ckpt}",
             "compile=onnx",
@@ -59,8 +62,8 @@ def test_train_then_trace_print_their_paths(tmp_path):
 
     # a checkpoint of another model, or of another class count, is refused with the fix
     assert_one_line_error(
-        run_entry(
-            "trace_inferentia.py",
+        call_main(
+            trace_main,
             "experiment=digits_example",
             f"ckpt_path={ckpt}",
             "model.model_name=resnet34",
@@ -76,8 +79,8 @@ def test_train_then_trace_print_their_paths(tmp_path):
 
             Image.new("L", (8, 8), 40 * i).save(folder / name / f"{i}.png")
     assert_one_line_error(
-        run_entry(
-            "trace_inferentia.py",
+        call_main(
+            trace_main,
             "experiment=digits_example",
             f"ckpt_path={ckpt}",
             "data=image_folder",
@@ -89,74 +92,70 @@ def test_train_then_trace_print_their_paths(tmp_path):
     )
 
 
-def test_trace_without_ckpt_path(tmp_path):
-    assert_one_line_error(
-        run_entry("trace_inferentia.py", "experiment=digits_example", cwd=tmp_path), r"ckpt_path is not set"
-    )
+def test_trace_without_ckpt_path(tmp_path, call_main):
+    assert_one_line_error(call_main(trace_main, "experiment=digits_example", cwd=tmp_path), r"ckpt_path is not set")
 
 
-def test_trace_with_missing_ckpt(tmp_path):
+def test_trace_with_missing_ckpt(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("trace_inferentia.py", f"ckpt_path={tmp_path}/nope.ckpt", cwd=tmp_path),
+        call_main(trace_main, f"ckpt_path={tmp_path}/nope.ckpt", cwd=tmp_path),
         r"ckpt_path '.*nope.ckpt' does not exist",
     )
 
 
-def test_trace_with_garbage_ckpt(tmp_path):
+def test_trace_with_garbage_ckpt(tmp_path, call_main):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"this is not a checkpoint")
-    assert_one_line_error(
-        run_entry("trace_inferentia.py", f"ckpt_path={bad}", cwd=tmp_path), r"is not a readable checkpoint"
-    )
+    assert_one_line_error(call_main(trace_main, f"ckpt_path={bad}", cwd=tmp_path), r"is not a readable checkpoint")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.ckpt")
     assert_one_line_error(
-        run_entry("trace_inferentia.py", f"ckpt_path={tmp_path / 'plain.ckpt'}", cwd=tmp_path),
+        call_main(trace_main, f"ckpt_path={tmp_path / 'plain.ckpt'}", cwd=tmp_path),
         r"not a Lightning checkpoint",
     )
 
 
-@pytest.mark.parametrize("script", ["train.py", "trace_inferentia.py"])
-def test_unknown_experiment(script, tmp_path):
+@pytest.mark.parametrize("main", [train_main, trace_main], ids=["train", "trace"])
+def test_unknown_experiment(main, tmp_path, call_main):
     assert_one_line_error(
-        run_entry(script, "experiment=nope", cwd=tmp_path),
+        call_main(main, "experiment=nope", cwd=tmp_path),
         r"unknown experiment 'nope'; choose one of: cifar10_example, digits_example",
     )
 
 
-def test_unknown_backend(tmp_path):
+def test_unknown_backend(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("trace_inferentia.py", "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
+        call_main(trace_main, "compile=tensorrt", "ckpt_path=x.ckpt", cwd=tmp_path),
         r"unknown compile 'tensorrt'; choose one of: auto, export, neuron, neuron_native, neuronx, onnx, onnx_int8, "
         r"torchscript",
     )
 
 
 @run_if(neuron_sdk=False)
-def test_neuron_without_sdk(tmp_path):
+def test_neuron_without_sdk(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("trace_inferentia.py", "compile=neuron", "ckpt_path=x.ckpt", cwd=tmp_path),
+        call_main(trace_main, "compile=neuron", "ckpt_path=x.ckpt", cwd=tmp_path),
         r"compile=neuron needs torch-neuron .* use compile=torchscript",
     )
 
 
 @run_if(neuron_sdk=False)
-def test_neuron_native_without_torchneuron(tmp_path):
+def test_neuron_native_without_torchneuron(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("trace_inferentia.py", "compile=neuron_native", "ckpt_path=x.ckpt", cwd=tmp_path),
+        call_main(trace_main, "compile=neuron_native", "ckpt_path=x.ckpt", cwd=tmp_path),
         r"^error: compile=neuron_native needs TorchNeuron, which is not installed here: install TorchNeuron "
         r"\(torch-neuronx 2\.13\.3\.0\.\* or 2\.14\.3\.0\.\*.*it runs on Trn2 and Trn3 only, not on Inf2, Trn1 or Inf1",
     )
     assert not list(tmp_path.rglob("neff_cache"))  # nothing set up for an SDK that is not there
 
 
-def test_unreadable_data_directory(tmp_path):
+def test_unreadable_data_directory(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("train.py", "data=image_folder", f"data.root={tmp_path}/missing", cwd=tmp_path),
+        call_main(train_main, "data=image_folder", f"data.root={tmp_path}/missing", cwd=tmp_path),
         r"image folder '.*missing' does not exist; set data.root",
     )
 
 
-def test_unknown_timm_model(tmp_path):
+def test_unknown_timm_model(tmp_path, call_main):
     assert_one_line_error(
-        run_entry("train.py", "model.model_name=resnet_nonesuch", cwd=tmp_path), r"unknown timm model 'resnet_nonesuch'"
+        call_main(train_main, "model.model_name=resnet_nonesuch", cwd=tmp_path), r"unknown timm model 'resnet_nonesuch'"
     )

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from infkit.cli.train import main as train_main
 from infkit.train import checkpoint
 from infkit.train.run import build_datamodule_and_model
 from infkit.utils.compose import compose_config
@@ -85,9 +86,9 @@ def test_two_process_ddp_fit_and_test_on_cpu(tmp_path):
     assert metrics["val/loss"] == pytest.approx(loss, rel=1e-4)
 
 
-def test_sync_batchnorm_forced_on_cpu_is_one_clear_error(tmp_path):
-    proc = run_entry(
-        "train.py",
+def test_sync_batchnorm_forced_on_cpu_is_one_clear_error(tmp_path, call_main):
+    proc = call_main(
+        train_main,
         "experiment=digits_example",
         "trainer=ddp",
         "trainer.accelerator=cpu",
@@ -99,6 +100,6 @@ def test_sync_batchnorm_forced_on_cpu_is_one_clear_error(tmp_path):
 
 
 @run_if(cuda=False)
-def test_ddp_on_gpu_without_one_is_one_clear_error(tmp_path):
-    proc = run_entry("train.py", "experiment=digits_example", "trainer=ddp", "trainer.accelerator=gpu", cwd=tmp_path)
+def test_ddp_on_gpu_without_one_is_one_clear_error(tmp_path, call_main):
+    proc = call_main(train_main, "experiment=digits_example", "trainer=ddp", "trainer.accelerator=gpu", cwd=tmp_path)
     assert_one_line_error(proc, r"the trainer config does not work here: .*trainer\.accelerator")

@@ -11,10 +11,10 @@ import zipfile
 import pytest
 import torch
 
+from infkit.cli.trace import main as trace_main
 from infkit.compile import manifest as mf
 from infkit.compile.registry import get_backend
 from infkit.train import checkpoint
-from tests.conftest import run_entry
 from tests.integration.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
@@ -87,23 +87,23 @@ def test_pt2_layout_and_loading_in_a_fresh_process(export_compiled, tmp_path):
     assert torch.allclose(y, get_backend("export").load(export_compiled.artifacts[0])(x), atol=1e-5)
 
 
-def test_bad_calibration_options_stop_compilation_in_one_line(tiny_trained, tmp_path):
+def test_bad_calibration_options_stop_compilation_in_one_line(tiny_trained, tmp_path, call_main):
     base = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=onnx_int8"]
     assert_one_line_error(
-        run_entry("trace_inferentia.py", *base, "compile.calibration_method=kl", cwd=tmp_path),
+        call_main(trace_main, *base, "compile.calibration_method=kl", cwd=tmp_path),
         r"compile.calibration_method=kl is not one of minmax, entropy, percentile",
     )
     assert_one_line_error(
-        run_entry("trace_inferentia.py", *base, "compile.calibration_images=0", cwd=tmp_path),
+        call_main(trace_main, *base, "compile.calibration_images=0", cwd=tmp_path),
         r"compile.calibration_images=0 is not valid; give a whole number >= 1",
     )
 
 
-def test_missing_compiler_stops_compile_export_in_one_line(tiny_trained, tmp_path, monkeypatch):
+def test_missing_compiler_stops_compile_export_in_one_line(tiny_trained, tmp_path, monkeypatch, call_main):
     monkeypatch.setenv("CXX", "no-such-compiler++")
     assert_one_line_error(
-        run_entry(
-            "trace_inferentia.py",
+        call_main(
+            trace_main,
             "experiment=digits_example",
             f"ckpt_path={tiny_trained.best_ckpt}",
             "compile=export",

@@ -126,30 +126,27 @@ def test_bench_model_from_a_checkpoint_lists_each_backend_with_accuracy(tiny_tra
     assert "top-1 % on 270 test-split images" in md
 
 
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--calibration-method", "kl"], r"--calibration-method=kl is not one of minmax, entropy, percentile"),
-        (["--calibration-images", "0"], r"--calibration-images=0 is not valid; give a whole number >= 1"),
-    ],
-)
-def test_bench_model_bad_calibration_options_are_one_line(tmp_path, flags, message):
+BAD_CALIBRATION = [
+    (["--calibration-method", "kl"], r"--calibration-method=kl is not one of minmax, entropy, percentile"),
+    (["--calibration-images", "0"], r"--calibration-images=0 is not valid; give a whole number >= 1"),
+]
+
+
+def _bad_calibration_argv(flags, tmp_path):
+    return ["--model", "resnet18", "--input-size", "3", "32", "32", *flags, "--out", str(tmp_path)]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_CALIBRATION)
+def test_bench_model_bad_calibration_options_are_one_line(tmp_path, flags, message, call_main):
+    from tests.integration.test_cli import assert_one_line_error
+
+    assert_one_line_error(call_main(load_cli().main, *_bad_calibration_argv(flags, tmp_path), cwd=tmp_path), message)
+
+
+def test_bench_model_script_as_a_user_runs_it(tmp_path):
+    """src/bench_model.py in its own interpreter (the cases above call the same main() in this process)."""
     from tests.conftest import run_entry
     from tests.integration.test_cli import assert_one_line_error
 
-    assert_one_line_error(
-        run_entry(
-            "bench_model.py",
-            "--model",
-            "resnet18",
-            "--input-size",
-            "3",
-            "32",
-            "32",
-            *flags,
-            "--out",
-            str(tmp_path),
-            cwd=tmp_path,
-        ),
-        message,
-    )
+    flags, message = BAD_CALIBRATION[0]
+    assert_one_line_error(run_entry("bench_model.py", *_bad_calibration_argv(flags, tmp_path), cwd=tmp_path), message)
