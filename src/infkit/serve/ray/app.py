@@ -1,0 +1,278 @@
+"""The Ray Serve application: one InfkitModel deployment per .mar (infkit.serve.service.Service behind @serve.batch)
+and the InfkitIngress, which answers TorchServe's routes, auth and limits over HTTP and TorchServe's gRPC inference
+service (proto/inference.proto) through Serve's gRPC proxy.
+
+Built by Serve from serve_config.yaml (import_path infkit.serve.ray.app:model_app / :ingress_app with `args`), so
+the same file works with `serve deploy` and KubeRay."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve.metrics import Counter
+
+from infkit.serve.auth import inference_token
+
+MODEL_TAGS = ("model_name",)
+#: TorchServe's answer to a missing or wrong token (the same status and words clients already handle)
+AUTH_FAILED = {
+    "code": 400,
+    "type": "InvalidKeyException",
+    "message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly",
+}
+
+
+def _counter(name: str, description: str) -> Counter:
+    return Counter(name, description=description, tag_keys=MODEL_TAGS)
+
+
+def _add(counter: Counter, value: float, tags: dict) -> None:
+    if value > 0:  # Ray's counters refuse 0
+        counter.inc(value, tags=tags)
+
+
+@serve.deployment(name="InfkitModel", max_constructor_retry_count=1)
+class InfkitModel:
+    """One replica = one TorchServe worker: the archive unpacked, the Service loaded, batches through @serve.batch."""
+
+    def __init__(self, name: str, archive: str, threads: int, handler: dict):
+        from infkit.serve.runtime import cores_shared
+        from infkit.serve.service import STAGE_METRICS, Service
+
+        self.name = name
+        self.directory = Path(tempfile.mkdtemp(prefix=f"infkit-ray-{name}-"))
+        with zipfile.ZipFile(archive) as mar:  # zipfile drops absolute and ../ member paths
+            mar.extractall(self.directory)
+        replicas = serve.get_replica_context()
+        self.replica = getattr(replicas, "replica_tag", None) or str(getattr(replicas, "replica_id", ""))
+        self.service = Service(
+            self.directory,
+            threads=int(threads),
+            topk=int(handler.get("topk", 5)),
+            max_image_bytes=int(handler.get("max_image_bytes", 10 * 1024 * 1024)),
+            explain_steps=int(handler.get("explain_steps", 32)),
+            shared_cores=cores_shared(1, int(threads)),
+            neuron_layout=str(handler.get("neuron_layout") or "per_worker"),
+            spinning=None if handler.get("spinning") is None else bool(handler["spinning"]),
+        )
+        self.tags = {"model_name": name}
+        self.stage_counters = {
+            stage: _counter(metric, f"infkit {stage} milliseconds summed over requests")
+            for stage, metric in STAGE_METRICS.items()
+        }
+        self.requests = _counter("InfkitRequests", "requests through the infkit service")
+        self.batches = _counter("InfkitBatches", "batches through the infkit service")
+        self.queue = _counter("ts_queue_latency_microseconds", "microseconds requests waited for a batch")
+
+    def reconfigure(self, config: dict) -> None:
+        """user_config of serve_config.yaml: batchSize and maxBatchDelay of model-config.yaml."""
+        self.predict.set_max_batch_size(int(config.get("batch_size", 1)))
+        self.predict.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.0)))
+
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
+    async def predict(self, requests: list[tuple[Any, bool, str | None, float]]) -> list[tuple[int, Any]]:
+        """(item, explain, content type, arrival time) per request -> (HTTP status, JSON body) per request."""
+        started = time.time()
+        statuses = [200] * len(requests)
+
+        def set_status(code: int, _phrase: str, idx: int) -> None:
+            statuses[idx] = code
+
+        timings: dict[str, float] = {}
+        bodies = await asyncio.to_thread(
+            self.service.handle,
+            [r[0] for r in requests],
+            [r[1] for r in requests],
+            set_status,
+            timings,
+            [r[2] for r in requests],
+        )
+        n = len(requests)
+        for stage, counter in self.stage_counters.items():
+            _add(counter, timings.get(stage, 0.0) * 1e3 * n, self.tags)
+        self.requests.inc(n, tags=self.tags)
+        self.batches.inc(1, tags=self.tags)
+        _add(self.queue, sum(max(0.0, started - r[3]) for r in requests) * 1e6, self.tags)
+        return list(zip(statuses, bodies))
+
+    async def where(self) -> dict:
+        """Which node and replica answer (the two-node test reads it through a handle, never over HTTP)."""
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "replica": self.replica}
+
+    def __del__(self):
+        shutil.rmtree(getattr(self, "directory", ""), ignore_errors=True)
+
+
+def _json(body: Any, status: int = 200):
+    from starlette.responses import Response
+
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def _error(status: int, kind: str, message: str):
+    return _json({"code": status, "type": kind, "message": message}, status)
+
+
+@serve.deployment(name="InfkitIngress", ray_actor_options={"num_cpus": 0})
+class InfkitIngress:
+    """TorchServe's inference API: POST /predictions/<model>[/<version>], /explanations/<model>, GET /ping; the
+    Bearer token of the key file; bodies over max_request_size answered 413; gRPC Ping and Predictions."""
+
+    def __init__(self, models: dict, key_file: str | None, max_request_size: int, stubs_dir: str | None = None):
+        self.key = inference_token(Path(key_file)) if key_file else None
+        if key_file and not self.key:
+            raise RuntimeError(f"token auth is on but the key file {key_file} holds no inference key")
+        self.models = {
+            m: serve.get_deployment_handle("InfkitModel", app_name=info["app"]) for m, info in models.items()
+        }
+        self.versions = {m: str(info.get("version") or "1.0") for m, info in models.items()}
+        self.max_request_size = int(max_request_size)
+        self.stubs_dir = stubs_dir
+        self._pb2 = None
+        self.served = _counter("ts_inference_requests", "requests answered")
+        self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def _authorized(self, header: str | None) -> bool:
+        if not self.key:
+            return True
+        scheme, _, token = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key.encode())
+
+    async def __call__(self, request):
+        parts = [p for p in request.url.path.split("/") if p]
+        method = request.method.upper()
+        if parts == ["ping"]:
+            if method not in ("GET", "POST"):
+                return _error(405, "MethodNotAllowedException", "Requested method is not allowed, use GET")
+            return _json({"status": "Healthy"})
+        if not parts or parts[0] not in ("predictions", "explanations") or len(parts) not in (2, 3):
+            return _error(
+                404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
+            )
+        if method not in ("POST", "PUT"):
+            return _error(
+                405, "MethodNotAllowedException", "Requested method is not allowed, please refer to API document."
+            )
+        if not self._authorized(request.headers.get("authorization")):
+            return _json(AUTH_FAILED, 400)
+        model = parts[1]
+        if model not in self.models:
+            return _error(404, "ModelNotFoundException", f"Model not found: {model}")
+        if len(parts) == 3 and parts[2] != self.versions[model]:
+            return _error(404, "ModelNotFoundException", f"Model version: {parts[2]} does not exist for model: {model}")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_request_size:
+            return _too_large(int(length), self.max_request_size)
+        arrived = time.time()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_request_size:
+                return _too_large(len(body), self.max_request_size)
+        content_type = request.headers.get("content-type")
+        item = await self._item(request, bytes(body), content_type)
+        status, answer = await self._infer(model, item, parts[0] == "explanations", content_type, arrived)
+        return _json(answer, status)
+
+    async def _item(self, request, body: bytes, content_type: str | None) -> Any:
+        """What TorchServe hands its handler: {"body": the raw bytes or the parsed JSON}, or the multipart fields."""
+        kind = (content_type or "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            from starlette.datastructures import UploadFile
+            from starlette.requests import Request
+
+            async def replay():
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            try:
+                form = await Request(request.scope, replay).form()
+            except Exception:  # a multipart body without its boundary and the like: handed on as bytes
+                return {"body": body}
+            fields = {}
+            for key, value in form.multi_items():
+                fields[key] = await value.read() if isinstance(value, UploadFile) else str(value).encode()
+            return fields
+        if kind == "application/json":
+            try:
+                return {"body": json.loads(body)}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return {"body": body}  # the service names the JSON error
+        return {"body": body}
+
+    async def _infer(self, model: str, item: Any, explain: bool, content_type: str | None, arrived: float):
+        try:
+            status, answer = await self.models[model].predict.remote((item, explain, content_type, arrived))
+        except Exception as exc:  # the replica died or raised: TorchServe's 503 for a failed prediction
+            status, answer = (
+                503,
+                {
+                    "code": 503,
+                    "type": "ServiceUnavailableException",
+                    "message": f"Prediction failed ({type(exc).__name__})",
+                },
+            )
+        tags = {"model_name": model}
+        self.served.inc(1, tags=tags)
+        _add(self.latency, (time.time() - arrived) * 1e6, tags)
+        return status, answer
+
+    # -- gRPC (Serve's gRPC proxy calls these by the RPC's name) -------------------------------------
+    @property
+    def pb2(self):
+        if self._pb2 is None:
+            from infkit.serve.grpc_client import generate_stubs
+
+            self._pb2, _ = generate_stubs(self.stubs_dir)
+        return self._pb2
+
+    def _grpc_authorized(self, grpc_context) -> bool:
+        metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+        return self._authorized(metadata.get("authorization"))
+
+    async def Ping(self, request, grpc_context=None):
+        return self.pb2.TorchServeHealthResponse(health=json.dumps({"status": "Healthy"}))
+
+    async def Predictions(self, request, grpc_context=None):
+        import grpc
+
+        if not self._grpc_authorized(grpc_context):
+            grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+            grpc_context.set_details(AUTH_FAILED["message"])
+            return self.pb2.PredictionResponse()
+        model = request.model_name
+        if model not in self.models:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"Model not found: {model}")
+            return self.pb2.PredictionResponse()
+        item = {k: bytes(v) for k, v in request.input.items()}
+        _status, answer = await self._infer(model, item, False, None, time.time())
+        return self.pb2.PredictionResponse(prediction=json.dumps(answer).encode())
+
+
+def _too_large(size: int, limit: int):
+    return _error(413, "Payload Too Large", f"request body is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
+
+
+# -- application builders (serve_config.yaml's import_path with args) ------------------------------
+def model_app(args: dict):
+    return InfkitModel.bind(
+        args["name"], args["archive"], int(args.get("threads") or 1), dict(args.get("handler") or {})
+    )
+
+
+def ingress_app(args: dict):
+    return InfkitIngress.bind(
+        dict(args["models"]), args.get("key_file"), int(args["max_request_size"]), args.get("stubs_dir")
+    )

@@ -1,0 +1,97 @@
+"""The private Ray's head, supervised: `ray start --head --block ...` as a child, and the metrics port.
+
+    python -m infkit.serve.ray.head --metrics HOST:PORT --ray-metrics 127.0.0.1:PORT -- ray start --head --block ...
+
+The metrics port serves Ray's Prometheus exposition (Ray Serve's metrics, and infkit's counters that Ray exports as
+ray_<name>) with infkit's counters also under TorchServe's names (ts_inference_requests_total, InfkitPreprocessMs,
+...), so dashboards, tests and the benchmark's stage split read the same names from either engine. The HTTP server
+is aiohttp's (maintained, installed with ray[serve]). A SIGTERM is passed to Ray; when Ray ends, so does this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+#: Ray's exported name -> TorchServe's (Ray lower-cases names, prefixes ray_ and gives counters a _total suffix)
+ALIASES = {
+    "ray_ts_inference_requests_total": "ts_inference_requests_total",
+    "ray_ts_inference_latency_microseconds_total": "ts_inference_latency_microseconds",
+    "ray_ts_queue_latency_microseconds_total": "ts_queue_latency_microseconds",
+    "ray_infkitpreprocessms_total": "InfkitPreprocessMs",
+    "ray_infkitinferencems_total": "InfkitInferenceMs",
+    "ray_infkitpostprocessms_total": "InfkitPostprocessMs",
+    "ray_infkitrequests_total": "InfkitRequests",
+    "ray_infkitbatches_total": "InfkitBatches",
+}
+SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{.*\})?\s+(\S+)")
+
+
+def with_aliases(text: str) -> str:
+    """Ray's exposition plus each of infkit's counters again under its TorchServe name (labels kept)."""
+    extra: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m and m[1] in ALIASES:
+            extra.setdefault(ALIASES[m[1]], []).append(f"{ALIASES[m[1]]}{m[2] or ''} {m[3]}")
+    tail = "".join(f"# TYPE {name} counter\n" + "\n".join(lines) + "\n" for name, lines in extra.items())
+    return text.rstrip("\n") + "\n" + tail
+
+
+def serve_metrics(listen: tuple[str, int], upstream: str) -> None:
+    from aiohttp import ClientSession, ClientTimeout, web
+
+    async def metrics(_request):
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=10)) as session:
+                async with session.get(f"http://{upstream}/metrics") as r:
+                    text = await r.text()
+        except Exception as exc:  # Ray's agent not up yet
+            return web.Response(status=503, text=f"Ray's metrics are not available yet ({type(exc).__name__})\n")
+        return web.Response(body=with_aliases(text).encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, listen[0], listen[1]).start())
+    loop.run_forever()
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        print(
+            "usage: python -m infkit.serve.ray.head --metrics H:P --ray-metrics H:P -- ray start ...", file=sys.stderr
+        )
+        return 2
+    cut = argv.index("--")
+    p = argparse.ArgumentParser(prog="python -m infkit.serve.ray.head")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--ray-metrics", required=True)
+    args = p.parse_args(argv[:cut])
+    child = subprocess.Popen(argv[cut + 1 :])
+
+    def forward(sig, _frame):
+        if child.poll() is None:
+            child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    threading.Thread(target=serve_metrics, args=(_hostport(args.metrics), args.ray_metrics), daemon=True).start()
+    return child.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
