@@ -29,8 +29,9 @@ system-test: setup
 	$(PY) scripts/system_deps.py test
 
 # the main job on the embedded default: train digits, compile, package, serve, live tests, stop
+# (`make demo ENGINE=ray` serves with Ray Serve instead of TorchServe)
 demo: setup system-demo
-	$(PY) src/demo.py
+	$(PY) src/demo.py $(if $(ENGINE),--engine $(ENGINE))
 
 # lint and format check (ruff, line length 120), then the whole suite, including one end-to-end run
 # (train -> compile -> package -> serve -> live tests)
@@ -55,7 +56,7 @@ test-fast: setup system-test
 # that bring their own torch (the Neuron SDK's): pip install -c requirements-sdk.lock -e .
 lock: setup
 	$(PY) -m pip install -qq --progress-bar off pip-tools
-	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --extra java --strip-extras --no-emit-index-url --no-emit-find-links \
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --extra java --extra ray --strip-extras --no-emit-index-url --no-emit-find-links \
 		--no-emit-trusted-host \
 		$(foreach p,$(TORCH_PAIR),--upgrade-package '$(p)') --output-file requirements.lock pyproject.toml
 	$(PY) scripts/sdk_lock.py requirements.lock requirements-sdk.lock

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from infkit.compile.registry import CPU_BACKENDS, get_backend
 from infkit.errors import InfkitError
 from infkit.package import run as package_stage
 from infkit.resources import source_checkout
-from infkit.serve import server
 from infkit.serve.config import ServerConfig
+from infkit.serve.engine import get_engine
 from infkit.serve.runtime import ServedModel
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
@@ -143,7 +144,8 @@ def compile_and_measure(experiment: str, ckpt: Path, out: Path, batch_size: int,
     return built, rows
 
 
-def run(root: Path = Path("logs/demo")) -> dict:
+def run(root: Path = Path("logs/demo"), engine: str = "torchserve") -> dict:
+    """The whole job; `engine`: the serving engine of steps 4-5 (serve.engine: torchserve or ray)."""
     out = root / time.strftime("%Y-%m-%d_%H-%M-%S")
     experiment = "experiment=digits_example"
     steps = 5
@@ -169,8 +171,15 @@ def run(root: Path = Path("logs/demo")) -> dict:
     )
 
     srv = _ports(ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True)))
-    print(f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={out / 'serve'}", flush=True)
-    state = server.start(srv, store, out / "serve", strict=True)
+    serving = get_engine(engine, OmegaConf.to_container(cfg.serve, resolve=True))
+    # Ray's Unix sockets live under its state folder: a short one on the Ray engine
+    state_dir = out / "serve" if engine == "torchserve" else Path(tempfile.mkdtemp(prefix="infkit-demo-")) / "serve"
+    switch = "" if engine == "torchserve" else f" serve.engine={engine}"
+    print(
+        f"[4/{steps}] serving: python src/serve.py start model_store={store} state_dir={state_dir}{switch}",
+        flush=True,
+    )
+    state = serving.start(srv, store, state_dir, strict=True)
     try:
         print(
             f"[5/{steps}] live tests: pytest --public_ip 127.0.0.1 --model {pkg.model_name} tests/test_serve",
@@ -188,8 +197,8 @@ def run(root: Path = Path("logs/demo")) -> dict:
         if proc.returncode != 0:
             print(proc.stdout[-4000:])
     finally:
-        server.stop(out / "serve")
-        print("      TorchServe stopped")
+        serving.stop(state_dir)
+        print(f"      {serving.label} stopped")
 
     print()
     for row in rows:

@@ -1,5 +1,5 @@
-"""infkit serve / python src/serve.py: start | stop | status a TorchServe on loopback (Hydra overrides follow the
-action)."""
+"""infkit serve / python src/serve.py: start | stop | status a server on loopback, TorchServe or Ray Serve
+(serve.engine=torchserve|ray; Hydra overrides follow the action). stop and status find the engine in the state."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def stop_command(overrides: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
-    from infkit.serve import server
+    from infkit.serve import engine as engines
     from infkit.serve.config import ServerConfig
     from infkit.utils.compose import compose_config
 
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if action == "start":
         srv = ServerConfig.from_mapping(OmegaConf.to_container(cfg.serve.server, resolve=True))
         strict = cfg.serve.get("strict_models")
-        state = server.start(
+        engine = engines.get_engine(cfg.serve.get("engine"), OmegaConf.to_container(cfg.serve, resolve=True))
+        state = engine.start(
             srv,
             cfg.model_store,
             state_dir,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             strict=None if strict is None else bool(strict),
             stop_command=stop_command(overrides),
         )
-        print(f"TorchServe is up (pid {state['pid']}): models {', '.join(state['models'])}")
+        print(f"{engine.label} is up (pid {state['pid']}): models {', '.join(state['models'])}")
         for name, why in state["failed"].items():
             print(f"  NOT SERVED     {name}: {why}")
         for name, url in state["urls"].items():
@@ -61,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  logs           {state['state_dir']}/logs")
         print(f"stop it with: {stop_command(overrides)}")
     elif action == "stop":
-        print(server.stop(state_dir).message)
+        print(engines.stop(state_dir).message)
     else:
-        info = server.status(state_dir)
+        info = engines.status(state_dir)
         print(json.dumps(info, indent=2))
         return 0 if info["running"] else 3
     return 0

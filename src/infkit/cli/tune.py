@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server", action="append", default=[], metavar="KEY=VALUE", help="serve.server setting, repeatable"
     )
+    p.add_argument(
+        "--engine",
+        choices=("torchserve", "ray"),
+        default=None,
+        help="the serving engine each candidate runs on (serve.engine; default: the serve config's, torchserve)",
+    )
     p.add_argument("--out", type=Path, default=Path("logs/tune"), help="results go to <out>/<time>/")
     return p
 
@@ -191,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         allow_oversubscribe=args.allow_oversubscribe,
         neuron_cores=args.neuron_cores,
         out=args.out,
-        server_overrides=[f"serve.server.{s}" for s in args.server],
+        server_overrides=[f"serve.server.{s}" for s in args.server]
+        + ([f"serve.engine={args.engine}"] if args.engine else []),
         objective=objective,
     )
     result = run(cfg, echo=lambda line: print(line, flush=True))  # progress shows as it happens, also in a pipe

@@ -1,5 +1,6 @@
 """One candidate measured for real: packaged (infkit.package.run with its model-config), served by its own
-TorchServe on free loopback ports, loaded level by level with stability windows (infkit.bench.runner), stopped."""
+server (serve.engine: TorchServe or Ray Serve, through infkit.serve.engine) on free loopback ports, loaded level by
+level with stability windows (infkit.bench.runner), stopped."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from omegaconf import OmegaConf
 from infkit.bench import loadgen, runner
 from infkit.bench.stats import MAX_ERROR_RATE
 from infkit.errors import InfkitError
-from infkit.serve import server
 from infkit.serve.auth import inference_token
 from infkit.serve.config import ServerConfig
+from infkit.serve.engine import get_engine
 from infkit.serve.process import STATE_FILE
 from infkit.tune.space import Candidate
 from infkit.utils.compose import compose_config
@@ -118,6 +119,7 @@ class Measurer:
         self.work, self.echo = Path(work), echo
         cfg = compose_config("serve", list(server_overrides), self.work)
         self.server_settings = OmegaConf.to_container(cfg.serve.server, resolve=True)
+        self.engine = get_engine(cfg.serve.get("engine"), OmegaConf.to_container(cfg.serve, resolve=True))
         self.count = 0
 
     def __call__(self, c: Candidate) -> dict:
@@ -135,7 +137,7 @@ class Measurer:
             packed, model_config = package(self.artifact_dirs[c.artifact], c, store, name, where)
             result["model_config"] = model_config
             srv = ServerConfig.from_mapping(self.server_settings).with_free_ports()
-            state = server.start(srv, store, state_dir, [packed.model_name], strict=True, log=lambda m: None)
+            state = self.engine.start(srv, store, state_dir, [packed.model_name], strict=True, log=lambda m: None)
         except InfkitError as exc:
             self.echo(f"  failed: {exc}")
             self._keep_logs(state_dir, where)
@@ -149,7 +151,7 @@ class Measurer:
             target = loadgen.Target(url, self.load.bodies, token, self.load.timeout)
             levels = runner.sweep(target, self.load.specs(), state["urls"]["metrics"], packed.model_name, self._quiet)
         finally:
-            server.stop(state_dir)
+            self.engine.stop(state_dir)
             self._keep_logs(state_dir, where)
             shutil.rmtree(store, ignore_errors=True)  # the winner is packaged again at the end
         result["levels"] = [level_row(r) for r in levels]
