@@ -7,9 +7,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from infkit.cli.tune import main as tune_main
+from infkit.serve import server
 from infkit.serve.process import STATE_FILE
 from tests.conftest import ROOT
 from tests.helpers.run_if import run_if
@@ -95,31 +98,62 @@ def test_tune_latency_objective_finds_the_config_without_a_batching_wait(onnx_co
     assert yaml.safe_load((run_dir / "winner/model-config.yaml").read_text())["batchSize"] == 1
 
 
+def _wait_for_load(tmp: Path, deadline: float, lines: list[str]) -> None:
+    """Until the server tune started under `tmp` (its TMPDIR) has answered a request: the level's load is on."""
+    from infkit.bench import promscrape
+
+    while time.monotonic() < deadline:
+        for state_file in tmp.glob(f"infkit-tune-*/serve/{STATE_FILE}"):
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, ValueError):  # being written, or removed at the server's stop
+                continue
+            counts = promscrape.scrape(state["urls"]["metrics"], state["models"][0], timeout=2) or {}
+            if counts.get("ts_inference_requests_total", 0) > 0:
+                return
+        time.sleep(0.3)
+    raise AssertionError("the second candidate's server answered no request in time:\n" + "".join(lines))
+
+
 def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
     cmd = [sys.executable, str(ROOT / "src/tune.py"), str(onnx_compiled), "--p99-ms", "5000"]
     cmd += ["--concurrency", "2", "--batch-size", "1,2", "--max-batch-delay", "1", "--threads", "1"]
-    cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "25", "--window", "1", "--stable-windows", "50"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "10", "--window", "1", "--stable-windows", "50"]
+    # tune's servers keep their state under $TMPDIR/infkit-tune-*: a short folder of this test's own
+    tmp = Path(tempfile.mkdtemp(prefix="tune-"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
     lines = []
     deadline = time.monotonic() + 240
-    for line in proc.stdout:  # the second candidate: interrupt it while its level is under load
-        lines.append(line)
-        if "[2/2] measuring" in line:
-            break
-        assert time.monotonic() < deadline, "".join(lines)
-    time.sleep(20)  # package + start + some load (the level runs for 25 s after its start)
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
-    output = "".join(lines) + rest
-    assert proc.returncode == 130, output
-    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir() and p.name != "logs")
-    doc = json.loads((run_dir / "results.json").read_text())
-    assert doc["interrupted"]
-    statuses = sorted(c["status"] for c in doc["candidates"])
-    assert statuses[0] == "interrupted" or len(statuses) == 1, statuses
-    assert any(c["status"] == "measured" and c["levels"][0]["requests"] > 0 for c in doc["candidates"])
-    assert (run_dir / "ranking.csv").is_file() and (run_dir / "pareto.png").is_file()
-    # the server running at Ctrl-C was stopped
-    assert all(not Path(c["server_state_dir"]).exists() for c in doc["candidates"]), output
-    assert not list(tmp_path.rglob(STATE_FILE)), output
+    try:
+        for line in proc.stdout:  # the second candidate: interrupt it while its level is under load
+            lines.append(line)
+            if "[2/2] measuring" in line:
+                break
+            assert time.monotonic() < deadline, "".join(lines)
+        # the level runs for 10 s once the server is up: Ctrl-C a moment after its first answered request
+        _wait_for_load(tmp, deadline, lines)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        output = "".join(lines) + rest
+        assert proc.returncode == 130, output
+        (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir() and p.name != "logs")
+        doc = json.loads((run_dir / "results.json").read_text())
+        assert doc["interrupted"]
+        statuses = sorted(c["status"] for c in doc["candidates"])
+        assert statuses[0] == "interrupted" or len(statuses) == 1, statuses
+        assert any(c["status"] == "measured" and c["levels"][0]["requests"] > 0 for c in doc["candidates"])
+        assert (run_dir / "ranking.csv").is_file() and (run_dir / "pareto.png").is_file()
+        # the server running at Ctrl-C was stopped
+        assert all(not Path(c["server_state_dir"]).exists() for c in doc["candidates"]), output
+        assert not list(tmp_path.rglob(STATE_FILE)), output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        leftover = list(tmp.rglob(STATE_FILE))
+        for state_file in leftover:  # a failed run leaves no TorchServe behind for the tests after it
+            server.stop(state_file.parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not leftover, leftover  # nor in tune's temporary folders
