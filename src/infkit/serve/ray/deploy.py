@@ -40,7 +40,7 @@ def _connect(address: str, timeout: float) -> None:
 def _schema(config: dict):
     from ray.serve.schema import ServeDeploySchema
 
-    return ServeDeploySchema.parse_obj(config)
+    return ServeDeploySchema.model_validate(config)
 
 
 def _statuses(names: set[str]) -> dict[str, tuple[str, str]]:
@@ -57,6 +57,16 @@ def _statuses(names: set[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _reason(message: str) -> str:
+    """The error infkit raised while loading (the last line of Serve's message naming it), else Serve's message."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    for marker in ("InfkitError: ", "Error: "):
+        named = [ln.split(marker, 1)[1] for ln in lines if marker in ln]
+        if named:
+            return named[-1]
+    return message.strip()
+
+
 def _wait(client, names: set[str], timeout: float, strict: bool) -> dict[str, str]:
     """{app: reason} of those that failed; returns when every app is RUNNING or failed."""
     deadline = time.monotonic() + timeout
@@ -65,7 +75,7 @@ def _wait(client, names: set[str], timeout: float, strict: bool) -> dict[str, st
         statuses = _statuses(names)
         for name, (status, message) in statuses.items():
             if status in FAILED and name not in failed:
-                failed[name] = message.strip() or status
+                failed[name] = _reason(message) or status
                 if strict:
                     return failed
         pending = {n for n in names if n not in failed and statuses.get(n, ("",))[0] != "RUNNING"}

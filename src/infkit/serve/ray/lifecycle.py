@@ -74,13 +74,28 @@ def check_state_dir(state_dir: Path) -> None:
         )
 
 
-def ray_env(state_dir: Path, settings: RaySettings) -> dict[str, str]:
-    """The environment of every Ray process of ours: quiet, loopback, token auth, our gRPC stubs importable."""
+#: a sitecustomize that binds Ray Serve's Python gRPC servers to the loopback (see its docstring)
+BIND_DIR = Path(__file__).with_name("bind")
+
+
+def ray_env(
+    state_dir: Path, settings: RaySettings, grpc: tuple[str, int] | None = None, ports: dict | None = None
+) -> dict[str, str]:
+    """The environment of every Ray process of ours: quiet, loopback, token auth, our gRPC stubs importable.
+    `grpc`: where Serve's gRPC proxy listens (serve.server.address, grpc_inference_port); `ports`: free loopback
+    ports for the metrics servers Ray otherwise puts on fixed ports (two private Rays would collide)."""
     stubs = str(Path(state_dir) / "grpc")
     path = os.environ.get("PYTHONPATH")
+    extra = {}
+    if grpc:
+        extra = {"INFKIT_RAY_BIND": "127.0.0.1", "INFKIT_RAY_GRPC_HOST": grpc[0], "INFKIT_RAY_GRPC_PORT": str(grpc[1])}
+    if ports:
+        extra["AUTOSCALER_METRIC_PORT"] = str(ports["autoscaler_metrics"])
+        extra["DASHBOARD_METRIC_PORT"] = str(ports["dashboard_metrics"])
     return {
         **os.environ,
-        "PYTHONPATH": stubs + (os.pathsep + path if path else ""),
+        **extra,
+        "PYTHONPATH": os.pathsep.join([str(BIND_DIR), stubs, *([path] if path else [])]),
         # Ray's single-machine mode: its servers bind 127.0.0.1 and the node's address is the loopback
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token",
@@ -92,6 +107,10 @@ def ray_env(state_dir: Path, settings: RaySettings) -> dict[str, str]:
         "RAY_DEDUP_LOGS": "1",
         # no event exports, no task-event buffering for the dashboard that is not running
         "RAY_task_events_report_interval_ms": "0",
+        # Serve's controller loop (default every 0.1 s) and its metrics cache flush (0.1 s): the idle CPU of an
+        # idle server. 0.5 s: a change (a replica that died, an autoscaling decision) is acted on within 0.5 s
+        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+        "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": str(min(settings.metrics_report_ms, 500)),
     }
 
 
@@ -156,7 +175,9 @@ def start(
 
     generate_stubs(state_dir / "grpc")
     max_image = max(s.max_image_bytes for s in specs.values())
-    internal = free_ports("127.0.0.1", ("gcs", "ray_metrics", "upstream"))
+    internal = free_ports(
+        "127.0.0.1", ("gcs", "ray_metrics", "upstream", "client", "autoscaler_metrics", "dashboard_metrics")
+    )
     http = ("127.0.0.1", internal["upstream"]) if nginx else (server.address, server.inference_port)
     config = serve_config(
         specs,
@@ -195,7 +216,7 @@ def start(
 
     _secret_file(state_dir / RAY_TOKEN, secrets.token_hex(32))
     (state_dir / "ray").mkdir(exist_ok=True)
-    env = ray_env(state_dir, settings)
+    env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal)
     num_cpus = settings.num_cpus or _usable_cores()
     resources = {"neuron_cores": settings.neuron_cores or (neuron or {}).get("cores")}
     resources = {k: int(v) for k, v in resources.items() if v}
@@ -207,7 +228,7 @@ def start(
         *("--object-store-memory", str(settings.object_store_mb * 1024 * 1024)),
         *("--temp-dir", str(state_dir / "ray"), "--metrics-export-port", str(internal["ray_metrics"])),
         *("--min-worker-port", "0", "--max-worker-port", "0", "--dashboard-agent-listen-port", "0"),
-        *("--ray-client-server-port", str(free_ports("127.0.0.1", ("client",))["client"])),
+        *("--ray-client-server-port", str(internal["client"])),
     ]
     if resources:
         ray_cmd += ["--resources", json.dumps(resources)]
