@@ -39,22 +39,6 @@ def test_no_path_lookups_outside_the_resolver():
     assert offenders == []
 
 
-def test_serving_imports_neither_lightning_nor_torchmetrics():
-    """What a TorchServe worker imports: the handler file, the service, the explainer."""
-    import subprocess
-    import sys
-
-    from infkit.resources import handler_file
-
-    code = (
-        f"import runpy, sys; runpy.run_path({str(handler_file())!r}); "
-        "import infkit.serve.service, infkit.serve.explain; "
-        "print(sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_entry_scripts_exist_for_the_original_commands():
     for script in ("src/train.py", "src/trace_inferentia.py", "src/utils/benchmark.py"):
         assert Path(ROOT / script).is_file()

@@ -11,8 +11,12 @@ from infkit.model import create_network, load_eager, save_eager
 
 
 def test_serving_modules_do_not_import_lightning():
+    """What a TorchServe worker imports: the handler file, the service, the explainer, the network factory."""
+    from infkit.resources import handler_file
+
     code = (
-        "import sys, infkit.serve.service, infkit.serve.explain, infkit.model; "
+        f"import runpy, sys; runpy.run_path({str(handler_file())!r}); "
+        "import infkit.serve.service, infkit.serve.explain, infkit.model; "
         "bad = sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules); "
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
