@@ -131,4 +131,6 @@ def stop(state_dir: Path) -> Stopped:
 
 
 def status(state_dir: Path) -> dict:
+    if read_state(Path(state_dir)) is None:  # nothing started there: no engine to name
+        return {"running": False, "state_dir": str(state_dir)}
     return get_engine(engine_of(state_dir)).status(state_dir)

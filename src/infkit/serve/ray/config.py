@@ -56,6 +56,8 @@ class RaySettings:
     neuron_cores: int | None = None
     #: extra custom resources each model replica asks for, e.g. {"node_a": 1}: placement on chosen nodes
     replica_resources: dict = field(default_factory=dict)
+    #: custom resources the private Ray's head offers (with replica_resources: how many replicas it takes)
+    resources: dict = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RaySettings:
@@ -64,7 +66,7 @@ class RaySettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InfkitError(f"unknown serve.ray key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        out = cls(**{k: (dict(v) if k == "replica_resources" else v) for k, v in values.items()})
+        out = cls(**{k: (dict(v) if k in ("replica_resources", "resources") else v) for k, v in values.items()})
         for key in ("num_cpus", "neuron_cores", "max_ongoing_requests"):
             value = getattr(out, key)
             if value is not None and (not isinstance(value, int) or value < 1):
