@@ -1,5 +1,6 @@
-"""TorchServe's Prometheus metrics: the server-side split of a benchmark level, as perf_analyzer reports it: queue,
-preprocess, inference, postprocess (the infkit handler's counters) and the rest."""
+"""The server's Prometheus metrics: the server-side split of a benchmark level, as perf_analyzer reports it: queue,
+preprocess, inference, postprocess (the infkit handler's counters) and the rest. TorchServe names them; the Ray
+engine's metrics port shows the same names (infkit.serve.ray.head), reported by Ray about once a second."""
 
 from __future__ import annotations
 
@@ -30,21 +31,36 @@ def parse(text: str, model: str | None = None) -> dict[str, float]:
     return out
 
 
-def scrape(url: str, model: str | None = None, timeout: float = 10) -> dict[str, float] | None:
-    """Counters from a metrics URL, or None when it cannot be read (the benchmark goes on)."""
+#: a line only Ray's exposition has: its counters reach the metrics port on Ray's report period, not at once
+RAY_MARKER = "ray_serve_"
+#: seconds between the reads that must agree on Ray (its metrics report period is 1 s by default)
+RAY_SETTLE = 1.5
+
+
+def _text(url: str, timeout: float) -> str | None:
     try:
         r = requests.get(url, timeout=timeout)
         r.raise_for_status()
     except requests.RequestException:
         return None
-    return parse(r.text, model)
+    return r.text
+
+
+def scrape(url: str, model: str | None = None, timeout: float = 10) -> dict[str, float] | None:
+    """Counters from a metrics URL, or None when it cannot be read (the benchmark goes on)."""
+    text = _text(url, timeout)
+    return None if text is None else parse(text, model)
 
 
 def scrape_settled(url: str, model: str | None = None, tries: int = 10, pause: float = 0.3) -> dict[str, float] | None:
-    """Scrape until two reads agree: the server updates its counters just after answering."""
+    """Scrape until two reads agree: the server updates its counters just after answering (TorchServe), or on its
+    metrics report period (Ray: reads RAY_SETTLE s apart)."""
     import time
 
-    last = scrape(url, model)
+    text = _text(url, 10)
+    last = None if text is None else parse(text, model)
+    if text is not None and RAY_MARKER in text:
+        pause = max(pause, RAY_SETTLE)
     for _ in range(tries):
         if last is None:
             return None
