@@ -214,7 +214,7 @@ def test_our_client_beside_hey(running_server, tmp_path, capsys):
     metrics = f"http://127.0.0.1:{srv.metrics_port}/metrics"
     token = inference_token(running_server["state"]["key_file"])
     image = min((ROOT / "tests/resources/digits").glob("*.png"))
-    clients, seconds = 8, 5
+    clients, seconds = 8, 3
     before = promscrape.scrape(metrics, model)
     hey = _hey(url, token, image, clients, seconds)
     after = promscrape.scrape_settled(metrics, model)

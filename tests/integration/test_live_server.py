@@ -14,11 +14,14 @@ from tests.conftest import ROOT
 from tests.helpers.run_if import run_if
 
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
-# the exact backends take the whole live suite; int8 and AOTInductor artifacts of the same model the requests that
-# go through the model (the rest of the suite is the handler's, the same code for every backend)
+# onnx takes the whole live suite. The hostile cases (test_serve_hostile.py) are the front's and TorchServe's, the
+# same whatever the archive: once. The plain archive (torchscript) takes every other test: it is made by another
+# command, and its handler config and eager weights (explanations) are the archive's. The int8 and AOTInductor
+# artifacts of the same model take the requests that go through the model (the rest of the suite is the handler's,
+# the same code for every backend).
 SUITE = {
     "onnx": None,
-    "torchscript": None,
+    "torchscript": "not hostile",
     "onnx_int8": "inference or original or grpc or batch",
     "export": "inference or original or grpc or batch",
 }
