@@ -49,10 +49,17 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
     return store / f"{model_name}.mar"
 
 
-def _compile(trained, backend: str, out: Path) -> Path:
+# the exact backends' session compiles are also what test_train_compile.py checks: parity at three batch sizes (one
+# not a power of two) on 40 validation images, accuracy on the whole test split
+EXACT_CHECKS = ("compile.batch_sizes=[1,3,8]", "parity.num_images=40")
+
+
+def _compile(trained, backend: str, out: Path, *overrides: str) -> Path:
     compile_stage.run(
         compose_config(
-            "trace", ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}"], out
+            "trace",
+            ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}", *overrides],
+            out,
         )
     )
     return out
@@ -60,24 +67,26 @@ def _compile(trained, backend: str, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_compiled(digits_trained, tmp_path_factory) -> Path:
-    """The compile run folder of the trained digits model with compile=onnx (the live server's and tune's)."""
-    return _compile(digits_trained, "onnx", tmp_path_factory.mktemp("compile-onnx"))
+    """The compile run folder of the trained digits model with compile=onnx, once per session: checked in
+    test_train_compile.py, run by the handler tests, served live, tuned, packaged and tampered with (as copies)."""
+    return _compile(digits_trained, "onnx", tmp_path_factory.mktemp("compile-onnx"), *EXACT_CHECKS)
 
 
 @pytest.fixture(scope="session")
-def running_server(digits_trained, tmp_path_factory, int8_compiled, export_compiled, onnx_compiled):
+def torchscript_compiled(digits_trained, tmp_path_factory) -> Path:
+    """The same with compile=torchscript: checked in test_train_compile.py, run by the handler tests, served live
+    from the README's plain torch-model-archiver archive, packaged."""
+    return _compile(digits_trained, "torchscript", tmp_path_factory.mktemp("compile-torchscript"), *EXACT_CHECKS)
+
+
+@pytest.fixture(scope="session")
+def running_server(tmp_path_factory, int8_compiled, export_compiled, onnx_compiled, torchscript_compiled):
     base = tmp_path_factory.mktemp("live")
     store = base / "model_store"
     store.mkdir()
-    models = {}
-    for backend in ("torchscript", "onnx"):
-        out = onnx_compiled if backend == "onnx" else _compile(digits_trained, backend, base / f"compile-{backend}")
-        if backend == "onnx":
-            cfg = compose_config("package", [f"artifact_dir={out}", f"model_store={store}"], base / "package")
-            models[backend] = package_stage.run(cfg).model_name
-        else:
-            models[backend] = "digits_plain_torchscript"
-            plain_archiver(out, models[backend], store)
+    cfg = compose_config("package", [f"artifact_dir={onnx_compiled}", f"model_store={store}"], base / "package")
+    models = {"onnx": package_stage.run(cfg).model_name, "torchscript": "digits_plain_torchscript"}
+    plain_archiver(torchscript_compiled, models["torchscript"], store)
     # the session's int8 and AOTInductor artifacts of the same model, packaged by src/package.py with one worker
     # each (the two above run the default's workers): 2 cores serve the four models' workers
     for backend, result in (("onnx_int8", int8_compiled), ("export", export_compiled)):

@@ -14,10 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from infkit.compile import run as compile_stage
 from infkit.serve.runtime import ServedModel
 from infkit.serve.service import Service
-from infkit.utils.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = sorted((ROOT / "tests/resources/digits").glob("*.png"))
@@ -42,25 +40,14 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def compiled(tiny_trained, tmp_path_factory, int8_compiled, export_compiled):
-    dirs = {"onnx_int8": int8_compiled.manifest_path.parent, "export": export_compiled.manifest_path.parent}
-    for backend, sizes in (("onnx", "[1,8]"), ("torchscript", "[1,8]")):
-        out = tmp_path_factory.mktemp(f"handler-{backend}")
-        compile_stage.run(
-            compose_config(
-                "trace",
-                [
-                    "experiment=digits_example",
-                    f"ckpt_path={tiny_trained.best_ckpt}",
-                    f"compile={backend}",
-                    f"compile.batch_sizes={sizes}",
-                    "parity.num_images=16",
-                ],
-                out,
-            )
-        )
-        dirs[backend] = out
-    return dirs
+def compiled(onnx_compiled, torchscript_compiled, int8_compiled, export_compiled):
+    """The session's compiles of the trained digits model, one per backend (the live server serves the same)."""
+    return {
+        "onnx": onnx_compiled,
+        "torchscript": torchscript_compiled,
+        "onnx_int8": int8_compiled.manifest_path.parent,
+        "export": export_compiled.manifest_path.parent,
+    }
 
 
 def load_handler():
@@ -101,7 +88,7 @@ def test_form_typed_bodies_in_one_batch(compiled):
     handler.initialize(ctx)
     items = [{"body": RESOURCES[0].read_bytes()}, {"body": b"a=b&c=d"}, {"garbled\x89": b""}]
     out = handler.handle(items, ctx)
-    assert len(out[0]) == 3 and 0 not in ctx.statuses  # the image is answered (the tiny model's top 3)
+    assert len(out[0]) == 3 and 0 not in ctx.statuses  # the image is answered (the model's top 3)
     assert ctx.statuses == {1: (415, "Unsupported Media Type"), 2: (415, "Unsupported Media Type")}
     assert all("--data-binary" in out[i]["message"] for i in (1, 2))
     assert "sent as form data" not in out[1]["message"] and "sent as form data" in out[2]["message"]

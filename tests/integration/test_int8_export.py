@@ -123,6 +123,7 @@ def test_accuracy_guard_fails_compilation_clearly(tiny_trained, tmp_path):
         "experiment=digits_example",
         f"ckpt_path={tiny_trained.best_ckpt}",
         "compile=torchscript",
+        "compile.optimize_for_inference=false",  # the guard is the point, not the measured optimisation
         "parity.num_images=8",
         "parity.accuracy_images=20",
         "parity.max_accuracy_drop=-1.01",

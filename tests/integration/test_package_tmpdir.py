@@ -4,17 +4,13 @@ model) is left alone."""
 
 import pytest
 
-from infkit.compile import run as compile_stage
 from infkit.package import run as package_stage
 from infkit.utils.compose import compose_config
 
 pytestmark = pytest.mark.slow
 
 
-def test_packaging_leaves_a_same_named_folder_in_the_temp_dir_alone(tiny_trained, tmp_path, monkeypatch):
-    compiled = tmp_path / "compiled"
-    overrides = ["experiment=digits_example", f"ckpt_path={tiny_trained.best_ckpt}", "compile=torchscript"]
-    compile_stage.run(compose_config("trace", [*overrides, "parity.num_images=8"], compiled))
+def test_packaging_leaves_a_same_named_folder_in_the_temp_dir_alone(torchscript_compiled, tmp_path, monkeypatch):
     system_tmp = tmp_path / "system-tmp"
     theirs = system_tmp / "digits_tmpdir_check"
     theirs.mkdir(parents=True)
@@ -23,7 +19,7 @@ def test_packaging_leaves_a_same_named_folder_in_the_temp_dir_alone(tiny_trained
 
     cfg = compose_config(
         "package",
-        [f"artifact_dir={compiled}", f"model_store={tmp_path / 'store'}", "model_name=digits_tmpdir_check"],
+        [f"artifact_dir={torchscript_compiled}", f"model_store={tmp_path / 'store'}", "model_name=digits_tmpdir_check"],
         tmp_path / "package",
     )
     result = package_stage.run(cfg)

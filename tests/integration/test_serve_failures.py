@@ -11,7 +11,6 @@ import yaml
 from omegaconf import OmegaConf
 
 from infkit.compile import manifest as mf
-from infkit.compile import run as compile_stage
 from infkit.errors import InfkitError
 from infkit.package.run import archiver_command
 from infkit.resources import model_config_file, sample_images
@@ -23,25 +22,6 @@ from infkit.utils.compose import compose_config
 from tests.helpers.run_if import run_if
 
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]
-
-
-@pytest.fixture(scope="module")
-def compiled(tiny_trained, tmp_path_factory):
-    out = tmp_path_factory.mktemp("compiled")
-    compile_stage.run(
-        compose_config(
-            "trace",
-            [
-                "experiment=digits_example",
-                f"ckpt_path={tiny_trained.best_ckpt}",
-                "compile=onnx",
-                "parity.num_images=8",
-                "parity.min_top1_agreement=0",
-            ],
-            out,
-        )
-    )
-    return out
 
 
 def archive(compiled: Path, store: Path, name: str, tamper: bool = False) -> Path:
@@ -64,8 +44,8 @@ def server_config(tmp_path) -> ServerConfig:
     return ServerConfig.from_mapping(srv).with_free_ports().replace(start_timeout=200)
 
 
-def test_one_tampered_model_fails_start_with_the_reason(compiled, tmp_path):
-    archive(compiled, tmp_path / "store", "tampered", tamper=True)
+def test_one_tampered_model_fails_start_with_the_reason(onnx_compiled, tmp_path):
+    archive(onnx_compiled, tmp_path / "store", "tampered", tamper=True)
     state_dir = tmp_path / "state"
     t0 = time.monotonic()
     with pytest.raises(InfkitError, match="model tampered \\(tampered.mar\\) could not be loaded: .*sha256"):
@@ -75,10 +55,10 @@ def test_one_tampered_model_fails_start_with_the_reason(compiled, tmp_path):
     assert not (state_dir / "server.json").exists()
 
 
-def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(compiled, tmp_path):
+def test_bad_archives_beside_a_good_one_are_named_and_the_good_one_served(onnx_compiled, tmp_path):
     store = tmp_path / "store"
-    good = archive(compiled, store, "good")
-    archive(compiled, store, "tampered", tamper=True)
+    good = archive(onnx_compiled, store, "good")
+    archive(onnx_compiled, store, "tampered", tamper=True)
     (store / "truncated.mar").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     srv, state_dir, said = server_config(tmp_path), tmp_path / "state", []
     t0 = time.monotonic()

@@ -1,6 +1,7 @@
-"""A real (tiny) training run, then compilation with every backend that can run here."""
+"""A real (tiny) training run, the digits_example promise, then compilation with every backend that can run here."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -14,9 +15,9 @@ from infkit.train import checkpoint
 from infkit.utils.compose import compose_config
 from tests.conftest import TINY_TRAIN
 
-# exact backends that compile in seconds, written out: each must be available here (the test fails otherwise);
-# onnx_int8 (numbers change) and export (minutes of C++) are tested once per session on the trained digits model in
-# test_int8_export.py; the Neuron backends only against the stand-in (test_neuron_contract_*.py)
+# exact backends that compile in seconds, written out: each must be available here (the test fails otherwise); like
+# onnx_int8 (numbers change) and export (minutes of C++, test_int8_export.py) compiled once per session from the
+# trained digits model; the Neuron backends only against the stand-in (test_neuron_contract_*.py)
 LOCAL_BACKENDS = ["torchscript", "onnx"]
 
 
@@ -40,21 +41,16 @@ def test_tiny_training_writes_checkpoint_and_metrics(tiny_trained, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
-def test_compile_backend_matches_eager(backend, tiny_trained, tmp_path):
-    overrides = [
-        "experiment=digits_example",
-        f"ckpt_path={tiny_trained.best_ckpt}",
-        f"compile={backend}",
-        "compile.batch_sizes=[1,3,8]",
-        "parity.num_images=40",
-    ]
-    result = compile_stage.run(compose_config("trace", overrides, tmp_path))
-    m = mf.read(result.manifest_path)
+def test_compile_backend_matches_eager(backend, digits_trained, request):
+    """The session's compile of the trained digits model with this backend (tests/integration/conftest.py: the one
+    the handler tests run and the live server serves), made with compile.batch_sizes=[1,3,8], parity.num_images=40."""
+    compiled = request.getfixturevalue(f"{backend}_compiled")
+    m = mf.read(compiled)
     assert m["backend"] == backend and m["model_name"] == "resnet18"
     assert m["input_size"] == [3, 32, 32] and m["labels"] == [str(i) for i in range(10)]
-    assert m["num_params"] == sum(p.numel() for p in checkpoint.load(tiny_trained.best_ckpt).net.parameters())
+    assert m["num_params"] == sum(p.numel() for p in checkpoint.load(digits_trained.best_ckpt).net.parameters())
     assert torch.__version__.startswith(m["versions"]["torch"])
-    mf.verify_artifacts(tmp_path, m)
+    mf.verify_artifacts(compiled, m)
     parity = m["parity"]
     assert parity["passed"] and parity["top1_agreement"] >= 0.99
     assert parity["max_abs_logit_diff"] < 1e-3
@@ -66,26 +62,23 @@ def test_compile_backend_matches_eager(backend, tiny_trained, tmp_path):
     assert abs(acc["compiled_top1"] - acc["eager_top1"]) <= 1 / 270
 
     # the artifact, loaded on its own, gives the eager logits at any batch size it was checked at
-    net = checkpoint.load(tiny_trained.best_ckpt).net
-    fn = get_backend(backend).load(result.artifacts[0])
+    net = checkpoint.load(digits_trained.best_ckpt).net
+    fn = get_backend(backend).load(compiled / m["artifacts"][0]["file"])
     x = torch.randn(3, 3, 32, 32)
     with torch.inference_mode():
         assert torch.allclose(fn(x), net(x), atol=1e-3)
 
 
 @pytest.mark.slow
-def test_artifact_tampering_is_caught(tiny_trained, tmp_path):
-    overrides = [
-        "experiment=digits_example",
-        f"ckpt_path={tiny_trained.best_ckpt}",
-        "compile=onnx",
-        "parity.num_images=8",
-    ]
-    result = compile_stage.run(compose_config("trace", overrides, tmp_path))
-    with open(result.artifacts[0], "ab") as f:
+def test_artifact_tampering_is_caught(onnx_compiled, tmp_path):
+    copy = tmp_path / "artifact"
+    shutil.copytree(onnx_compiled, copy)
+    m = mf.read(copy)
+    mf.verify_artifacts(copy, m)  # the copy as compiled passes
+    with open(copy / m["artifacts"][0]["file"], "ab") as f:
         f.write(b"\0")
     with pytest.raises(InfkitError, match="sha256"):
-        mf.verify_artifacts(tmp_path, mf.read(tmp_path))
+        mf.verify_artifacts(copy, mf.read(copy))
 
 
 @pytest.mark.slow
@@ -95,6 +88,7 @@ def test_parity_threshold_fails_compilation_clearly(tiny_trained, tmp_path):
         "experiment=digits_example",
         f"ckpt_path={tiny_trained.best_ckpt}",
         "compile=torchscript",
+        "compile.optimize_for_inference=false",  # the guard is the point, not the measured optimisation
         "parity.num_images=8",
         "parity.min_top1_agreement=1.01",
     ]
@@ -142,6 +136,7 @@ def test_turned_off_guards_say_not_checked_in_the_manifest_and_the_demo_table(ti
         "experiment=digits_example",
         f"ckpt_path={tiny_trained.best_ckpt}",
         "compile=torchscript",
+        "compile.optimize_for_inference=false",
         "parity.agreement=false",
         "parity.accuracy=false",
     ]
