@@ -35,6 +35,17 @@ def _counter(name: str, description: str) -> Counter:
     return Counter(name, description=description, tag_keys=MODEL_TAGS)
 
 
+def _zero(counters: list[Counter], tags: dict) -> None:
+    """Show each counter at 0 from the start: Ray exports a series only after its first record, and a series that
+    first appears after the request that made it would read as a missing count (TorchServe shows its counters at
+    once). Counter.inc refuses 0, so the metric's own record is used."""
+    for counter in counters:
+        try:
+            counter._record(0, tags=tags)
+        except Exception:  # a later Ray without _record: the series then appears with its first request
+            return
+
+
 def _add(counter: Counter, value: float, tags: dict) -> None:
     if value > 0:  # Ray's counters refuse 0
         counter.inc(value, tags=tags)
@@ -72,6 +83,7 @@ class InfkitModel:
         self.requests = _counter("InfkitRequests", "requests through the infkit service")
         self.batches = _counter("InfkitBatches", "batches through the infkit service")
         self.queue = _counter("ts_queue_latency_microseconds", "microseconds requests waited for a batch")
+        _zero([*self.stage_counters.values(), self.requests, self.batches, self.queue], self.tags)
 
     def reconfigure(self, config: dict) -> None:
         """user_config of serve_config.yaml: batchSize and maxBatchDelay of model-config.yaml."""
@@ -142,6 +154,8 @@ class InfkitIngress:
         self._pb2 = None
         self.served = _counter("ts_inference_requests", "requests answered")
         self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
+        for model in self.models:
+            _zero([self.served, self.latency], {"model_name": model})
 
     # -- HTTP --------------------------------------------------------------------------------------
     def _authorized(self, header: str | None) -> bool:

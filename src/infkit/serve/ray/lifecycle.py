@@ -291,31 +291,6 @@ def start(
     return _finish(state_dir, state, result)
 
 
-def join_command(state: dict, num_cpus: int = 1, resources: dict | None = None) -> tuple[list[str], dict[str, str]]:
-    """(command, environment) that adds a node to the private Ray of `state` on this machine: its own temp dir
-    under the state folder, the same token and loopback mode. Its processes carry the state's token path in their
-    environment, so `stop` stops them with the rest."""
-    state_dir = Path(state["state_dir"])
-    settings = RaySettings.from_mapping(state.get("ray"))
-    server = ServerConfig.from_mapping(state["server"])
-    index = 2
-    while (state_dir / f"ray{index}").exists():
-        index += 1
-    (state_dir / f"ray{index}").mkdir()
-    cmd = [
-        str(Path(sys.executable).with_name("ray")),
-        *("start", "--block", "--address", state["gcs_address"], "--node-ip-address", "127.0.0.1"),
-        *("--num-cpus", str(num_cpus), "--object-store-memory", str(settings.object_store_mb * 1024 * 1024)),
-        *("--temp-dir", str(state_dir / f"ray{index}"), "--disable-usage-stats"),
-        *("--min-worker-port", "0", "--max-worker-port", "0", "--dashboard-agent-listen-port", "0"),
-        *("--metrics-export-port", str(free_ports("127.0.0.1", ("m",))["m"])),
-    ]
-    if resources:
-        cmd += ["--resources", json.dumps(resources)]
-    env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), state.get("internal_ports"))
-    return cmd, env
-
-
 def _finish(state_dir: Path, state: dict, result: dict) -> dict:
     for name, why in result["failed"].items():
         state["failed"][name] = why
