@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -156,8 +157,18 @@ class InfkitIngress:
         self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
         for model in self.models:
             _zero([self.served, self.latency], {"model_name": model})
+        # the same two counts kept here as well, read by the metrics port at once (Ray exports about once a second)
+        self.live = {model: {"requests": 0, "latency_us": 0.0} for model in self.models}
+        token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        self.internal_token = (
+            Path(token_path).read_text().strip() if token_path and Path(token_path).is_file() else None
+        )
 
     # -- HTTP --------------------------------------------------------------------------------------
+    def _internal(self, header: str | None) -> bool:
+        _scheme, _, token = (header or "").partition(" ")
+        return bool(self.internal_token) and hmac.compare_digest(token.strip().encode(), self.internal_token.encode())
+
     def _authorized(self, header: str | None) -> bool:
         if not self.key:
             return True
@@ -167,6 +178,8 @@ class InfkitIngress:
     async def __call__(self, request):
         parts = [p for p in request.url.path.split("/") if p]
         method = request.method.upper()
+        if parts == ["__infkit", "counters"] and self._internal(request.headers.get("authorization")):
+            return _json(self.live)  # for infkit.serve.ray.head only: it holds the private Ray's token
         if parts == ["ping"]:
             if method not in ("GET", "POST"):
                 return _error(405, "MethodNotAllowedException", "Requested method is not allowed, use GET")
@@ -238,8 +251,11 @@ class InfkitIngress:
                 },
             )
         tags = {"model_name": model}
+        took_us = (time.time() - arrived) * 1e6
+        self.live[model]["requests"] += 1
+        self.live[model]["latency_us"] += took_us
         self.served.inc(1, tags=tags)
-        _add(self.latency, (time.time() - arrived) * 1e6, tags)
+        _add(self.latency, took_us, tags)
         return status, answer
 
     # -- gRPC (Serve's gRPC proxy calls these by the RPC's name) -------------------------------------

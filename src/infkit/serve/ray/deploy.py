@@ -52,7 +52,8 @@ def _statuses(names: set[str]) -> dict[str, tuple[str, str]]:
         app = apps.get(name)
         if app is None:
             continue
-        message = app.message or "; ".join(d.message for d in app.deployments.values() if d.message)
+        # the deployment's message carries the replica's error; the application's only says which deployment failed
+        message = "\n".join(d.message for d in app.deployments.values() if d.message) or app.message or ""
         out[name] = (str(app.status).rsplit(".", 1)[-1], message)
     return out
 

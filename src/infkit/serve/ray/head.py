@@ -32,28 +32,54 @@ ALIASES = {
 SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{.*\})?\s+(\S+)")
 
 
-def with_aliases(text: str) -> str:
-    """Ray's exposition plus each of infkit's counters again under its TorchServe name (labels kept)."""
+#: the ingress's own counts, read at each scrape: (TorchServe's name, key in the ingress's answer)
+LIVE = (("ts_inference_requests_total", "requests"), ("ts_inference_latency_microseconds", "latency_us"))
+
+
+def with_aliases(text: str, live: dict | None = None) -> str:
+    """Ray's exposition plus each of infkit's counters again under its TorchServe name (labels kept). `live`: the
+    ingress's own request counts by model ({model: {"requests": n, "latency_us": x}}), current to the request,
+    used for ts_inference_requests_total and ts_inference_latency_microseconds instead of Ray's export."""
     extra: dict[str, list[str]] = {}
+    taken = {name for name, _ in LIVE} if live is not None else set()
+    for name, key in LIVE if live is not None else ():
+        extra[name] = [f'{name}{{model_name="{model}"}} {float(v[key])}' for model, v in sorted(live.items())]
     for line in text.splitlines():
         m = SAMPLE.match(line)
-        if m and m[1] in ALIASES:
+        if m and m[1] in ALIASES and ALIASES[m[1]] not in taken:
             extra.setdefault(ALIASES[m[1]], []).append(f"{ALIASES[m[1]]}{m[2] or ''} {m[3]}")
     tail = "".join(f"# TYPE {name} counter\n" + "\n".join(lines) + "\n" for name, lines in extra.items())
     return text.rstrip("\n") + "\n" + tail
 
 
-def serve_metrics(listen: tuple[str, int], upstream: str) -> None:
+def serve_metrics(listen: tuple[str, int], upstream: str, ingress: str | None = None) -> None:
+    import os
+
     from aiohttp import ClientSession, ClientTimeout, web
+
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+
+    async def counts(session) -> dict | None:
+        if not ingress or not token_path:
+            return None
+        try:
+            with open(token_path) as f:
+                headers = {"Authorization": f"Bearer {f.read().strip()}"}
+            async with session.get(f"{ingress}/__infkit/counters", headers=headers) as r:
+                return await r.json() if r.status == 200 else None
+        except Exception:  # the ingress not up yet: Ray's export is used
+            return None
 
     async def metrics(_request):
         try:
             async with ClientSession(timeout=ClientTimeout(total=10)) as session:
                 async with session.get(f"http://{upstream}/metrics") as r:
                     text = await r.text()
+                live = await counts(session)
         except Exception as exc:  # Ray's agent not up yet
             return web.Response(status=503, text=f"Ray's metrics are not available yet ({type(exc).__name__})\n")
-        return web.Response(body=with_aliases(text).encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
+        body = with_aliases(text, live).encode()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -80,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m infkit.serve.ray.head")
     p.add_argument("--metrics", required=True)
     p.add_argument("--ray-metrics", required=True)
+    p.add_argument("--ingress", default=None, help="Serve's HTTP proxy, where the ingress's own counts are read")
     args = p.parse_args(argv[:cut])
     child = subprocess.Popen(argv[cut + 1 :])
 
@@ -89,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    threading.Thread(target=serve_metrics, args=(_hostport(args.metrics), args.ray_metrics), daemon=True).start()
+    threading.Thread(
+        target=serve_metrics, args=(_hostport(args.metrics), args.ray_metrics, args.ingress), daemon=True
+    ).start()
     return child.wait()
 
 

@@ -241,6 +241,8 @@ def start(
             f"{server.address}:{server.metrics_port}",
             "--ray-metrics",
             f"127.0.0.1:{internal['ray_metrics']}",
+            "--ingress",
+            f"http://{'127.0.0.1' if nginx or server.address in ('0.0.0.0', '::') else server.address}:{http[1]}",
         ),
         "--",
         *ray_cmd,
