@@ -1,0 +1,199 @@
+"""The Ray Serve engine end to end: one private Ray for the module serving the digits ONNX archive (packaged by
+src/package.py, as the TorchServe live server's) beside an archive that cannot load; tests/test_serve (REST, gRPC,
+explain, hostile clients) run unchanged against it; every listening socket of its process tree is on the loopback;
+status, and a stop that leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import psutil
+import pytest
+from omegaconf import OmegaConf
+
+from infkit.demo import live_tests_command
+from infkit.serve.config import ServerConfig
+from infkit.serve.front import NGINX_FIX, find_nginx
+from tests.conftest import ROOT
+from tests.helpers.run_if import in_ci, run_if
+
+pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(packages=["ray"])]
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+def broken_copy(good: Path, store: Path) -> Path:
+    """The same archive with its manifest's sha256 of the artifact changed: readable, but no replica can load it."""
+    bad = store / "digits_broken.mar"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.json":
+                manifest = json.loads(data)
+                manifest["artifacts"][0]["sha256"] = "0" * 64
+                data = json.dumps(manifest).encode()
+            dst.writestr(item, data)
+    return bad
+
+
+def listeners(procs) -> list[tuple[int, str, int, str]]:
+    out = []
+    for p in procs:
+        try:
+            for c in p.net_connections("inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((p.pid, c.laddr.ip, c.laddr.port, " ".join(p.cmdline())[:60]))
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_server(onnx_compiled, tmp_path_factory):
+    from infkit.package import run as package_stage
+    from infkit.serve.engine import get_engine
+    from infkit.utils.compose import compose_config
+
+    if find_nginx() is None:
+        (pytest.fail if in_ci() else pytest.skip)(f"the default front needs nginx: {NGINX_FIX}")
+    base = tmp_path_factory.mktemp("ray")
+    store = base / "model_store"
+    store.mkdir()
+    cfg = compose_config("package", [f"artifact_dir={onnx_compiled}", f"model_store={store}"], base / "package")
+    model = package_stage.run(cfg).model_name
+    broken_copy(store / f"{model}.mar", store)
+    serve_cfg = compose_config("serve", ["serve.engine=ray"], base)
+    srv = ServerConfig.from_mapping(OmegaConf.to_container(serve_cfg.serve.server, resolve=True)).with_free_ports()
+    engine = get_engine("ray", OmegaConf.to_container(serve_cfg.serve, resolve=True))
+    # Ray's Unix sockets live under the state folder: a short one (pytest's tmp paths are too long)
+    state_dir = Path(tempfile.mkdtemp(prefix="ir-")) / "serve"
+    t0 = time.monotonic()
+    state = engine.start(srv, store, state_dir, strict=False, log=print)
+    seconds = time.monotonic() - t0
+    print(f"Ray engine ready in {seconds:.1f} s")
+    yield {
+        "state": state,
+        "server": srv,
+        "model": model,
+        "state_dir": state_dir,
+        "engine": engine,
+        "start_s": seconds,
+        "store": store,
+    }
+    engine.stop(state_dir)
+
+
+def test_the_live_suite_passes_unchanged(ray_server):
+    srv = ray_server["server"]
+    cmd = live_tests_command(
+        srv, ray_server["model"], ray_server["state"]["key_file"], tests_dir=ROOT / "tests/test_serve"
+    )
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
+
+
+def test_an_archive_that_cannot_load_is_named_and_the_other_serves(ray_server):
+    state = ray_server["state"]
+    assert state["models"] == [ray_server["model"]]
+    assert "digits_broken" in state["failed"] and "sha256" in state["failed"]["digits_broken"], state["failed"]
+    # named as Serve reports it (one constructor try), not after the start timeout
+    assert ray_server["start_s"] < ray_server["server"].start_timeout / 2
+
+
+def test_serve_config_file_is_next_to_the_state(ray_server):
+    import yaml
+
+    cfg = yaml.safe_load((ray_server["state_dir"] / "serve_config.yaml").read_text())
+    names = [a["name"] for a in cfg["applications"]]
+    assert names == [f"infkit-{ray_server['model']}", "infkit"]  # the model that failed is left out
+    model_app = cfg["applications"][0]["deployments"][0]
+    assert model_app["num_replicas"] == 2 and model_app["user_config"] == {
+        "batch_size": 8,
+        "batch_wait_timeout_s": 0.005,
+    }
+
+
+def test_every_listening_socket_is_on_the_loopback(ray_server):
+    from infkit.serve.ray.lifecycle import our_processes
+
+    procs = our_processes(ray_server["state"])
+    found = listeners(procs)
+    ports = {p for _, _, p, _ in found}
+    srv = ray_server["server"]
+    assert {srv.inference_port, srv.grpc_inference_port, srv.metrics_port} <= ports, found
+    outside = [x for x in found if x[1] not in LOOPBACK]
+    assert not outside, f"listening beyond the loopback: {outside}"
+    assert len(procs) > 8  # Ray's GCS, raylet, agents, Serve's controller, proxy and replicas were all looked at
+
+
+def test_with_address_0000_only_the_inference_grpc_and_metrics_ports_leave_the_loopback(ray_server, tmp_path):
+    """A second server of the same archive on 0.0.0.0 (its own private Ray): everything but the three public ports
+    stays on 127.0.0.1."""
+    from infkit.serve.ray.lifecycle import our_processes
+
+    srv = ray_server["server"].replace(address="0.0.0.0").with_free_ports()
+    state_dir = Path(tempfile.mkdtemp(prefix="ir-")) / "serve"
+    model_store = Path(ray_server["store"])
+    state = ray_server["engine"].start(srv, model_store, state_dir, [ray_server["model"]], log=print)
+    try:
+        found = listeners(our_processes(state))
+        public = {srv.inference_port, srv.grpc_inference_port, srv.metrics_port}
+        outside = {(ip, port) for _, ip, port, _ in found if ip not in LOOPBACK}
+        assert {port for _, port in outside} == public, found
+        assert all(ip in ("0.0.0.0", "::", "::ffff:0.0.0.0") for ip, _ in outside), outside
+    finally:
+        ray_server["engine"].stop(state_dir)
+
+
+def test_status_says_running(ray_server):
+    from infkit.serve.engine import status
+
+    info = status(ray_server["state_dir"])
+    assert info["running"] and info["engine"] == "ray" and info["ping"] == "Healthy", info
+
+
+def test_stop_on_a_state_naming_a_process_infkit_did_not_start_signals_nothing(tmp_path):
+    from infkit.serve.engine import stop
+    from infkit.serve.process import STATE_FILE
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        state = {
+            "engine": "ray",
+            "pid": other.pid,
+            "pgid": other.pid,
+            "create_time": psutil.Process(other.pid).create_time() - 1000,  # a reused pid: another process
+            "state_dir": str(tmp_path),
+            "started_at": "earlier",
+        }
+        (tmp_path / STATE_FILE).write_text(json.dumps(state))
+        stopped = stop(tmp_path)
+        assert not stopped and "left alone" in stopped.message
+        assert other.poll() is None and not (tmp_path / STATE_FILE).exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_leaves_no_process_behind(ray_server):
+    """Last in this module: it stops the module's server."""
+    from infkit.serve.engine import status, stop
+    from infkit.serve.ray.lifecycle import our_processes
+
+    state = ray_server["state"]
+    before = our_processes(state)
+    t0 = time.monotonic()
+    assert stop(ray_server["state_dir"])
+    took = time.monotonic() - t0
+    alive = [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [(p.pid, p.name()) for p in alive]
+    assert not our_processes(state)
+    assert status(ray_server["state_dir"])["running"] is False
+    print(f"stopped {len(before)} processes in {took:.1f} s")
