@@ -49,6 +49,10 @@ def verdict(state: dict) -> str:
     return "ours" if abs(created - float(recorded)) < 0.05 else "foreign"
 
 
+#: server.json's "engine" -> how messages name it (a state without one was written by TorchServe's lifecycle)
+ENGINE_LABELS = {"torchserve": "TorchServe", "ray": "Ray Serve"}
+
+
 def forget(state_dir: Path, state: dict, why: str) -> str:
     (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
     started = state.get("started_at", "?")
@@ -58,6 +62,7 @@ def forget(state_dir: Path, state: dict, why: str) -> str:
             "which was left alone; stale state removed"
         )
     return (
-        f"not running: TorchServe started {started} (pid {state['pid']}) is gone — it crashed or was stopped "
+        f"not running: {ENGINE_LABELS.get(state.get('engine', 'torchserve'), 'the server')} started {started} "
+        f"(pid {state['pid']}) is gone — it crashed or was stopped "
         f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed"
     )

@@ -137,6 +137,7 @@ def start(
         )
     leader = psutil.Process(proc.pid)
     state = {
+        "engine": "torchserve",
         "pid": proc.pid,
         "pgid": os.getpgid(proc.pid),
         "create_time": leader.create_time(),
