@@ -173,3 +173,18 @@ def test_handler_decides_core_sharing_from_model_config(compiled):
     handler.initialize(ctx)
     session = handler.service.model.runners[None].session
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("backend, torch_threads", [("onnx", 1), ("onnx_int8", 1), ("torchscript", 2)])
+def test_torch_threads_only_where_torch_runs_the_model(compiled, backend, torch_threads):
+    """An ONNX Runtime artifact gets the thread budget in its session and torch one thread for the batch's
+    normalisation: torch's idle OpenMP workers would otherwise busy-wait on the cores the session needs."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model = ServedModel.load(compiled[backend], threads=2)
+        assert torch.get_num_threads() == torch_threads
+        if backend.startswith("onnx"):
+            assert model.runners[None].session.get_session_options().intra_op_num_threads == 2
+    finally:
+        torch.set_num_threads(before)

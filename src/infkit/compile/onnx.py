@@ -40,6 +40,8 @@ class OnnxBackend:
     name = "onnx"
     suffix = ".onnx"
     static_batch = False
+    #: the model runs on ONNX Runtime's own thread pool: torch only normalises the batch and takes the top-k
+    own_thread_pool = True
     #: the compile.* keys this backend reads (besides backend, batch_sizes and min_top1_agreement)
     option_names = frozenset({"opset", "allow_spinning"})
 
