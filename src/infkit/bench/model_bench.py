@@ -116,7 +116,8 @@ def measure(spec: dict) -> dict:
         check=False,
     )
     if proc.returncode != 0:
-        raise InfkitError(f"measuring {spec['backend']} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InfkitError(f"measuring {spec['backend']} failed: {last}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

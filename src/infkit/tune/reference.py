@@ -4,12 +4,11 @@ what serving costs a lone client: HTTP, the frontend, the worker round trip, the
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
+from infkit.bench.model_bench import measure
 from infkit.compile import manifest as mf
+from infkit.errors import InfkitError
 from infkit.utils.cpu import usable_cores
 
 
@@ -36,16 +35,10 @@ def batch1(artifact_dir: Path, iterations: int = 200, max_seconds: float = 8.0) 
     """{'p50_ms', 'p90_ms', 'iterations', 'threads', 'backend'} of the model call alone at batch 1, or
     {'error': why} when it cannot be measured here (the tune's own result stands either way)."""
     s = spec(artifact_dir, iterations, max_seconds)
-    proc = subprocess.run(
-        [sys.executable, "-m", "infkit.bench.model_worker", json.dumps(s)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"backend": s["backend"], "error": f"the in-process measurement failed: {last}"}
-    row = json.loads(proc.stdout.strip().splitlines()[-1])["results"][0]
+    try:
+        row = measure(s)["results"][0]
+    except InfkitError as exc:
+        return {"backend": s["backend"], "error": f"the in-process measurement failed: {exc}"}
     return {
         "backend": s["backend"],
         "threads": s["threads"],
