@@ -75,7 +75,11 @@ def test_serve_config_is_a_valid_serve_deploy_schema(tmp_path):
     specs = {"m": rc.model_spec("m", mar, rc.RaySettings())}
     cfg = rc.serve_config(specs, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s")
     apps = {a["name"]: a for a in cfg["applications"]}
-    assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] is None
+    # the model answers its own predictions route (one actor call per request); the ingress the rest
+    assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] == "/predictions/m"
+    http = apps["infkit-m"]["args"]["http"]
+    assert http["key_file"] == "/s/key_file.json" and http["max_request_size"] == 1000 and http["version"] == "1.0"
+    assert http["counters_dir"] == apps["infkit"]["args"]["counters_dir"] == "/s/counters"
     assert apps["infkit"]["args"]["models"] == {"m": {"app": "infkit-m", "version": "1.0"}}
     assert cfg["grpc_options"]["grpc_servicer_functions"] == [rc.GRPC_SERVICER]
     path = rc.write_serve_config(tmp_path, cfg)
@@ -139,3 +143,30 @@ def test_nothing_outside_the_ray_engine_imports_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_replicas_counts_are_summed_from_their_files_and_served_under_torchserves_names(tmp_path):
+    from infkit.serve.ray.app import LATENCY, REQUESTS, LiveCounts
+    from infkit.serve.ray.head import read_counts
+
+    assert read_counts(str(tmp_path / "missing")) is None
+    a = LiveCounts(str(tmp_path), "m-replica/1", ["m"], [REQUESTS, LATENCY, "InfkitBatches"])
+    b = LiveCounts(str(tmp_path), "ingress", ["m", "n"], [REQUESTS, LATENCY])
+    zero = read_counts(str(tmp_path))
+    assert zero["n"] == {REQUESTS: 0, LATENCY: 0} and zero["m"]["InfkitBatches"] == 0  # every counter shows 0 at once
+    for took in (1234.5, 99.0):
+        a.add("m", {REQUESTS: 1, LATENCY: took, "InfkitBatches": 1})
+    b.add("n", {REQUESTS: 1, LATENCY: 10.0})
+    readings: dict = {}
+    live = read_counts(str(tmp_path), readings)
+    assert live == {"m": {REQUESTS: 2, LATENCY: 1333.5, "InfkitBatches": 2}, "n": {REQUESTS: 1, LATENCY: 10.0}}
+    (tmp_path / "ingress.json").write_text('{"m": {"ts_infer')  # caught while written: its last reading counts
+    assert read_counts(str(tmp_path), readings)["n"] == {REQUESTS: 1, LATENCY: 10.0}
+    assert LiveCounts(str(tmp_path / "elsewhere"), "x", ["m"], [REQUESTS]).fd is None  # no folder (another node)
+    # served under TorchServe's names, in place of Ray's lagging export of the same counter
+    text = 'ray_ts_inference_requests_total{model_name="m"} 1.0\nray_infkitpreprocessms_total{model_name="m"} 5.0\n'
+    out = with_aliases(text, live).splitlines()
+    assert 'ts_inference_requests_total{model_name="m"} 2.0' in out and 'InfkitBatches{model_name="m"} 2.0' in out
+    assert (
+        'ts_inference_requests_total{model_name="m"} 1.0' not in out and 'InfkitPreprocessMs{model_name="m"} 5.0' in out
+    )

@@ -1,6 +1,8 @@
 """The Ray Serve application: one InfkitModel deployment per .mar (infkit.serve.service.Service behind @serve.batch)
 and the InfkitIngress, which answers TorchServe's routes, auth and limits over HTTP and TorchServe's gRPC inference
-service (proto/inference.proto) through Serve's gRPC proxy.
+service (proto/inference.proto) through Serve's gRPC proxy. Each model application also answers its own
+/predictions/<model> route (its route prefix): Serve's proxy hands those requests straight to a model replica, one
+actor call per request instead of two (proxy -> ingress -> model), with the same auth, limits and answers.
 
 Built by Serve from serve_config.yaml (import_path infkit.serve.ray.app:model_app / :ingress_app with `args`), so
 the same file works with `serve deploy` and KubeRay."""
@@ -52,11 +54,145 @@ def _add(counter: Counter, value: float, tags: dict) -> None:
         counter.inc(value, tags=tags)
 
 
+#: the counters kept current in the replicas' files, by their TorchServe names (what the metrics port serves)
+REQUESTS, LATENCY, QUEUE = (
+    "ts_inference_requests_total",
+    "ts_inference_latency_microseconds",
+    "ts_queue_latency_microseconds",
+)
+
+
+class LiveCounts:
+    """infkit's counters as this replica counted them ({model: {TorchServe's metric name: value}}), kept current in
+    <counters_dir>/<owner>.json for the metrics port's process (infkit.serve.ray.head sums the files): Ray exports
+    metrics every serve.ray.metrics_report_ms, these are current to the request, so Ray's report period can be long
+    (its idle CPU). Nothing is written when the folder does not exist (a replica on another node of a cluster)."""
+
+    def __init__(self, counters_dir: str | None, owner: str, models, names):
+        self.counts = {model: dict.fromkeys(names, 0.0) for model in models}
+        self.fd = None
+        self.width = 0
+        if counters_dir and Path(counters_dir).is_dir():
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in owner)
+            try:
+                self.fd = os.open(Path(counters_dir) / f"{safe}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except OSError:
+                self.fd = None
+        self._write()
+
+    def add(self, model: str, values: dict) -> None:
+        count = self.counts.setdefault(model, {})
+        for name, value in values.items():
+            count[name] = count.get(name, 0.0) + value
+        self._write()
+
+    def _write(self) -> None:
+        if self.fd is None:
+            return
+        body = json.dumps(self.counts).encode()
+        self.width = max(self.width, len(body))
+        try:  # one write at offset 0, padded to the longest so far (JSON allows the trailing spaces)
+            os.pwrite(self.fd, body.ljust(self.width), 0)
+        except OSError:
+            self.fd = None
+
+
+async def answer_http(request, key: str | None, versions: dict, max_request_size: int, infer):
+    """TorchServe's inference routes over HTTP, for the ingress (every model) and for a model's own route:
+    `versions` {model: version} names the models answered here; `infer(model, item, explain, content type,
+    arrival)` -> (status, body)."""
+    parts = [p for p in request.url.path.split("/") if p]
+    method = request.method.upper()
+    if parts == ["ping"]:
+        if method not in ("GET", "POST"):
+            return _error(405, "MethodNotAllowedException", "Requested method is not allowed, use GET")
+        return _json({"status": "Healthy"})
+    if not parts or parts[0] not in ("predictions", "explanations") or len(parts) not in (2, 3):
+        return _error(
+            404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
+        )
+    if method not in ("POST", "PUT"):
+        return _error(
+            405, "MethodNotAllowedException", "Requested method is not allowed, please refer to API document."
+        )
+    if not authorized(key, request.headers.get("authorization")):
+        return _json(AUTH_FAILED, 400)
+    model = parts[1]
+    if model not in versions:
+        return _error(404, "ModelNotFoundException", f"Model not found: {model}")
+    if len(parts) == 3 and parts[2] != versions[model]:
+        return _error(404, "ModelNotFoundException", f"Model version: {parts[2]} does not exist for model: {model}")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_request_size:
+        return _too_large(int(length), max_request_size)
+    arrived = time.time()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_request_size:
+            return _too_large(len(body), max_request_size)
+    content_type = request.headers.get("content-type")
+    item = await request_item(request, bytes(body), content_type)
+    status, answer = await infer(model, item, parts[0] == "explanations", content_type, arrived)
+    return _json(answer, status)
+
+
+def authorized(key: str | None, header: str | None) -> bool:
+    if not key:
+        return True
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+async def request_item(request, body: bytes, content_type: str | None) -> Any:
+    """What TorchServe hands its handler: {"body": the raw bytes or the parsed JSON}, or the multipart fields."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        from starlette.datastructures import UploadFile
+        from starlette.requests import Request
+
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form()
+        except Exception:  # a multipart body without its boundary and the like: handed on as bytes
+            return {"body": body}
+        fields = {}
+        for key, value in form.multi_items():
+            fields[key] = await value.read() if isinstance(value, UploadFile) else str(value).encode()
+        return fields
+    if kind == "application/json":
+        try:
+            return {"body": json.loads(body)}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"body": body}  # the service names the JSON error
+    return {"body": body}
+
+
+def _failed(exc: Exception) -> tuple[int, dict]:
+    """TorchServe's 503 for a failed prediction (the replica died or raised)."""
+    return 503, {
+        "code": 503,
+        "type": "ServiceUnavailableException",
+        "message": f"Prediction failed ({type(exc).__name__})",
+    }
+
+
 @serve.deployment(name="InfkitModel", max_constructor_retry_count=1)
 class InfkitModel:
     """One replica = one TorchServe worker: the archive unpacked, the Service loaded, batches through @serve.batch."""
 
-    def __init__(self, name: str, archive: str, threads: int, handler: dict):
+    def __init__(
+        self,
+        name: str,
+        archive: str,
+        threads: int,
+        handler: dict,
+        http: dict | None = None,
+    ):
+        """`http`: what answering the model's own /predictions/<model> route needs (key_file, max_request_size,
+        version, counters_dir); None: the model is reached through the ingress only."""
         from infkit.serve.runtime import cores_shared
         from infkit.serve.service import STAGE_METRICS, Service
 
@@ -85,6 +221,33 @@ class InfkitModel:
         self.batches = _counter("InfkitBatches", "batches through the infkit service")
         self.queue = _counter("ts_queue_latency_microseconds", "microseconds requests waited for a batch")
         _zero([*self.stage_counters.values(), self.requests, self.batches, self.queue], self.tags)
+        http = dict(http or {})
+        key_file = http.get("key_file")
+        self.key = inference_token(Path(key_file)) if key_file else None
+        if key_file and not self.key:
+            raise RuntimeError(f"token auth is on but the key file {key_file} holds no inference key")
+        self.versions = {name: str(http.get("version") or "1.0")}
+        self.max_request_size = int(http.get("max_request_size") or 0)
+        self.served = _counter("ts_inference_requests", "requests answered")
+        self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
+        names = [REQUESTS, LATENCY, QUEUE, "InfkitRequests", "InfkitBatches", *STAGE_METRICS.values()]
+        self.live = LiveCounts(http.get("counters_dir"), f"{name}-{self.replica}", [name], names)
+        self.stage_names = dict(STAGE_METRICS)
+
+    async def __call__(self, request):
+        """The model's own route, /predictions/<model>[/<version>] (Serve's proxy sends it here directly)."""
+        return await answer_http(request, self.key, self.versions, self.max_request_size, self._answer)
+
+    async def _answer(self, model: str, item: Any, explain: bool, content_type: str | None, arrived: float):
+        try:
+            status, answer = await self.predict((item, explain, content_type, arrived))
+        except Exception as exc:
+            status, answer = _failed(exc)
+        took_us = (time.time() - arrived) * 1e6
+        self.live.add(model, {REQUESTS: 1, LATENCY: took_us})
+        self.served.inc(1, tags=self.tags)
+        _add(self.latency, took_us, self.tags)
+        return status, answer
 
     def reconfigure(self, config: dict) -> None:
         """user_config of serve_config.yaml: batchSize and maxBatchDelay of model-config.yaml."""
@@ -110,11 +273,15 @@ class InfkitModel:
             [r[2] for r in requests],
         )
         n = len(requests)
+        queued_us = sum(max(0.0, started - r[3]) for r in requests) * 1e6
+        stage_ms = {stage: timings.get(stage, 0.0) * 1e3 * n for stage in self.stage_counters}
         for stage, counter in self.stage_counters.items():
-            _add(counter, timings.get(stage, 0.0) * 1e3 * n, self.tags)
+            _add(counter, stage_ms[stage], self.tags)
         self.requests.inc(n, tags=self.tags)
         self.batches.inc(1, tags=self.tags)
-        _add(self.queue, sum(max(0.0, started - r[3]) for r in requests) * 1e6, self.tags)
+        _add(self.queue, queued_us, self.tags)
+        live = {self.stage_names[stage]: ms for stage, ms in stage_ms.items()}
+        self.live.add(self.name, {**live, "InfkitRequests": n, "InfkitBatches": 1, QUEUE: queued_us})
         return list(zip(statuses, bodies))
 
     async def where(self) -> dict:
@@ -140,9 +307,17 @@ def _error(status: int, kind: str, message: str):
 @serve.deployment(name="InfkitIngress", ray_actor_options={"num_cpus": 0})
 class InfkitIngress:
     """TorchServe's inference API: POST /predictions/<model>[/<version>], /explanations/<model>, GET /ping; the
-    Bearer token of the key file; bodies over max_request_size answered 413; gRPC Ping and Predictions."""
+    Bearer token of the key file; bodies over max_request_size answered 413; gRPC Ping and Predictions. (Each model's
+    own application answers /predictions/<model> itself; what reaches the ingress is the rest.)"""
 
-    def __init__(self, models: dict, key_file: str | None, max_request_size: int, stubs_dir: str | None = None):
+    def __init__(
+        self,
+        models: dict,
+        key_file: str | None,
+        max_request_size: int,
+        stubs_dir: str | None = None,
+        counters_dir: str | None = None,
+    ):
         self.key = inference_token(Path(key_file)) if key_file else None
         if key_file and not self.key:
             raise RuntimeError(f"token auth is on but the key file {key_file} holds no inference key")
@@ -157,103 +332,26 @@ class InfkitIngress:
         self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
         for model in self.models:
             _zero([self.served, self.latency], {"model_name": model})
-        # the same two counts kept here as well, read by the metrics port at once (Ray exports about once a second)
-        self.live = {model: {"requests": 0, "latency_us": 0.0} for model in self.models}
-        token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-        self.internal_token = (
-            Path(token_path).read_text().strip() if token_path and Path(token_path).is_file() else None
-        )
+        replicas = serve.get_replica_context()
+        replica = getattr(replicas, "replica_tag", None) or str(getattr(replicas, "replica_id", ""))
+        # the same two counts kept current for the metrics port as well (Ray exports about once a second)
+        self.live = LiveCounts(counters_dir, f"ingress-{replica}", self.models, [REQUESTS, LATENCY])
 
     # -- HTTP --------------------------------------------------------------------------------------
-    def _internal(self, header: str | None) -> bool:
-        _scheme, _, token = (header or "").partition(" ")
-        return bool(self.internal_token) and hmac.compare_digest(token.strip().encode(), self.internal_token.encode())
-
     def _authorized(self, header: str | None) -> bool:
-        if not self.key:
-            return True
-        scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key.encode())
+        return authorized(self.key, header)
 
     async def __call__(self, request):
-        parts = [p for p in request.url.path.split("/") if p]
-        method = request.method.upper()
-        if parts == ["__infkit", "counters"] and self._internal(request.headers.get("authorization")):
-            return _json(self.live)  # for infkit.serve.ray.head only: it holds the private Ray's token
-        if parts == ["ping"]:
-            if method not in ("GET", "POST"):
-                return _error(405, "MethodNotAllowedException", "Requested method is not allowed, use GET")
-            return _json({"status": "Healthy"})
-        if not parts or parts[0] not in ("predictions", "explanations") or len(parts) not in (2, 3):
-            return _error(
-                404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
-            )
-        if method not in ("POST", "PUT"):
-            return _error(
-                405, "MethodNotAllowedException", "Requested method is not allowed, please refer to API document."
-            )
-        if not self._authorized(request.headers.get("authorization")):
-            return _json(AUTH_FAILED, 400)
-        model = parts[1]
-        if model not in self.models:
-            return _error(404, "ModelNotFoundException", f"Model not found: {model}")
-        if len(parts) == 3 and parts[2] != self.versions[model]:
-            return _error(404, "ModelNotFoundException", f"Model version: {parts[2]} does not exist for model: {model}")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_request_size:
-            return _too_large(int(length), self.max_request_size)
-        arrived = time.time()
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_request_size:
-                return _too_large(len(body), self.max_request_size)
-        content_type = request.headers.get("content-type")
-        item = await self._item(request, bytes(body), content_type)
-        status, answer = await self._infer(model, item, parts[0] == "explanations", content_type, arrived)
-        return _json(answer, status)
-
-    async def _item(self, request, body: bytes, content_type: str | None) -> Any:
-        """What TorchServe hands its handler: {"body": the raw bytes or the parsed JSON}, or the multipart fields."""
-        kind = (content_type or "").split(";")[0].strip().lower()
-        if kind == "multipart/form-data":
-            from starlette.datastructures import UploadFile
-            from starlette.requests import Request
-
-            async def replay():
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            try:
-                form = await Request(request.scope, replay).form()
-            except Exception:  # a multipart body without its boundary and the like: handed on as bytes
-                return {"body": body}
-            fields = {}
-            for key, value in form.multi_items():
-                fields[key] = await value.read() if isinstance(value, UploadFile) else str(value).encode()
-            return fields
-        if kind == "application/json":
-            try:
-                return {"body": json.loads(body)}
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return {"body": body}  # the service names the JSON error
-        return {"body": body}
+        return await answer_http(request, self.key, self.versions, self.max_request_size, self._infer)
 
     async def _infer(self, model: str, item: Any, explain: bool, content_type: str | None, arrived: float):
         try:
             status, answer = await self.models[model].predict.remote((item, explain, content_type, arrived))
         except Exception as exc:  # the replica died or raised: TorchServe's 503 for a failed prediction
-            status, answer = (
-                503,
-                {
-                    "code": 503,
-                    "type": "ServiceUnavailableException",
-                    "message": f"Prediction failed ({type(exc).__name__})",
-                },
-            )
+            status, answer = _failed(exc)
         tags = {"model_name": model}
         took_us = (time.time() - arrived) * 1e6
-        self.live[model]["requests"] += 1
-        self.live[model]["latency_us"] += took_us
+        self.live.add(model, {REQUESTS: 1, LATENCY: took_us})
         self.served.inc(1, tags=tags)
         _add(self.latency, took_us, tags)
         return status, answer
@@ -298,11 +396,19 @@ def _too_large(size: int, limit: int):
 # -- application builders (serve_config.yaml's import_path with args) ------------------------------
 def model_app(args: dict):
     return InfkitModel.bind(
-        args["name"], args["archive"], int(args.get("threads") or 1), dict(args.get("handler") or {})
+        args["name"],
+        args["archive"],
+        int(args.get("threads") or 1),
+        dict(args.get("handler") or {}),
+        args.get("http"),
     )
 
 
 def ingress_app(args: dict):
     return InfkitIngress.bind(
-        dict(args["models"]), args.get("key_file"), int(args["max_request_size"]), args.get("stubs_dir")
+        dict(args["models"]),
+        args.get("key_file"),
+        int(args["max_request_size"]),
+        args.get("stubs_dir"),
+        args.get("counters_dir"),
     )

@@ -31,6 +31,8 @@ INGRESS_APP = "infkit"
 MODEL_APP_PREFIX = "infkit-"
 #: the gRPC servicer TorchServe's inference API is registered with (stubs generated from proto/ at start)
 GRPC_SERVICER = "inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server"
+#: where replicas keep their request counts current for the metrics port (app.LiveCounts), under the state folder
+COUNTERS_DIR = "counters"
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,20 @@ def serve_config(
         {
             "name": model_app_name(s.name),
             "import_path": "infkit.serve.ray.app:model_app",
-            "route_prefix": None,
-            "args": {"name": s.name, "archive": s.archive, "threads": s.threads, "handler": s.handler},
+            # the model answers its own /predictions/<model> route: one actor call per request (see app.py)
+            "route_prefix": f"/predictions/{s.name}",
+            "args": {
+                "name": s.name,
+                "archive": s.archive,
+                "threads": s.threads,
+                "handler": s.handler,
+                "http": {
+                    "key_file": key_file,
+                    "max_request_size": int(max_request_size),
+                    "version": s.version,
+                    "counters_dir": str(Path(state_dir) / COUNTERS_DIR),
+                },
+            },
             "deployments": [s.deployment()],
         }
         for s in specs.values()
@@ -212,6 +226,7 @@ def serve_config(
                 "key_file": key_file,
                 "max_request_size": int(max_request_size),
                 "stubs_dir": str(Path(state_dir) / "grpc"),
+                "counters_dir": str(Path(state_dir) / COUNTERS_DIR),
             },
             "deployments": [
                 {

@@ -32,53 +32,57 @@ ALIASES = {
 SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{.*\})?\s+(\S+)")
 
 
-#: the ingress's own counts, read at each scrape: (TorchServe's name, key in the ingress's answer)
-LIVE = (("ts_inference_requests_total", "requests"), ("ts_inference_latency_microseconds", "latency_us"))
-
-
 def with_aliases(text: str, live: dict | None = None) -> str:
     """Ray's exposition plus each of infkit's counters again under its TorchServe name (labels kept). `live`: the
-    ingress's own request counts by model ({model: {"requests": n, "latency_us": x}}), current to the request,
-    used for ts_inference_requests_total and ts_inference_latency_microseconds instead of Ray's export."""
+    replicas' own counts by model ({model: {TorchServe's name: value}}, read_counts), current to the request: a
+    counter found there is served from it instead of from Ray's export (which lags by Ray's report period)."""
     extra: dict[str, list[str]] = {}
-    taken = {name for name, _ in LIVE} if live is not None else set()
-    for name, key in LIVE if live is not None else ():
-        extra[name] = [f'{name}{{model_name="{model}"}} {float(v[key])}' for model, v in sorted(live.items())]
+    names = sorted({name for counts in (live or {}).values() for name in counts})
+    for name in names:
+        extra[name] = [f'{name}{{model_name="{m}"}} {float(c.get(name, 0.0))}' for m, c in sorted(live.items())]
     for line in text.splitlines():
         m = SAMPLE.match(line)
-        if m and m[1] in ALIASES and ALIASES[m[1]] not in taken:
+        if m and m[1] in ALIASES and ALIASES[m[1]] not in names:
             extra.setdefault(ALIASES[m[1]], []).append(f"{ALIASES[m[1]]}{m[2] or ''} {m[3]}")
     tail = "".join(f"# TYPE {name} counter\n" + "\n".join(lines) + "\n" for name, lines in extra.items())
     return text.rstrip("\n") + "\n" + tail
 
 
-def serve_metrics(listen: tuple[str, int], upstream: str, ingress: str | None = None) -> None:
-    import os
+def read_counts(directory: str | None, last: dict | None = None) -> dict | None:
+    """The replicas' own counters (infkit.serve.ray.app.LiveCounts: one JSON file per replica under `directory`)
+    summed by model and name; `last` keeps each file's last complete reading (for a file read while written)."""
+    import json
+    from pathlib import Path
 
+    if not directory or not Path(directory).is_dir():
+        return None
+    last = {} if last is None else last
+    total: dict[str, dict[str, float]] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            last[path.name] = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            pass  # keep the previous reading of this file
+        for model, counts in (last.get(path.name) or {}).items():
+            into = total.setdefault(model, {})
+            for name, value in counts.items():
+                into[name] = into.get(name, 0.0) + float(value)
+    return total or None
+
+
+def serve_metrics(listen: tuple[str, int], upstream: str, counters: str | None = None) -> None:
     from aiohttp import ClientSession, ClientTimeout, web
 
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-
-    async def counts(session) -> dict | None:
-        if not ingress or not token_path:
-            return None
-        try:
-            with open(token_path) as f:
-                headers = {"Authorization": f"Bearer {f.read().strip()}"}
-            async with session.get(f"{ingress}/__infkit/counters", headers=headers) as r:
-                return await r.json() if r.status == 200 else None
-        except Exception:  # the ingress not up yet: Ray's export is used
-            return None
+    readings: dict = {}
 
     async def metrics(_request):
         try:
             async with ClientSession(timeout=ClientTimeout(total=10)) as session:
                 async with session.get(f"http://{upstream}/metrics") as r:
                     text = await r.text()
-                live = await counts(session)
         except Exception as exc:  # Ray's agent not up yet
             return web.Response(status=503, text=f"Ray's metrics are not available yet ({type(exc).__name__})\n")
-        body = with_aliases(text, live).encode()
+        body = with_aliases(text, read_counts(counters, readings)).encode()
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
     app = web.Application()
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m infkit.serve.ray.head")
     p.add_argument("--metrics", required=True)
     p.add_argument("--ray-metrics", required=True)
-    p.add_argument("--ingress", default=None, help="Serve's HTTP proxy, where the ingress's own counts are read")
+    p.add_argument("--counters", default=None, help="the folder where replicas keep their request counts current")
     args = p.parse_args(argv[:cut])
     child = subprocess.Popen(argv[cut + 1 :])
 
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
     threading.Thread(
-        target=serve_metrics, args=(_hostport(args.metrics), args.ray_metrics, args.ingress), daemon=True
+        target=serve_metrics, args=(_hostport(args.metrics), args.ray_metrics, args.counters), daemon=True
     ).start()
     return child.wait()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from infkit.serve.config import ServerConfig, free_ports
 from infkit.serve.front import NGINX_FIX, find_nginx
 from infkit.serve.process import STATE_FILE, forget, group_members, read_state, verdict
 from infkit.serve.ray.config import (
+    COUNTERS_DIR,
     INGRESS_APP,
     RaySettings,
     model_app_name,
@@ -217,6 +219,9 @@ def start(
 
     _secret_file(state_dir / RAY_TOKEN, secrets.token_hex(32))
     (state_dir / "ray").mkdir(exist_ok=True)
+    counters = state_dir / COUNTERS_DIR  # the replicas' request counts (app.LiveCounts), fresh for this start
+    shutil.rmtree(counters, ignore_errors=True)
+    counters.mkdir(mode=0o700)
     env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal)
     num_cpus = settings.num_cpus or _usable_cores()
     resources = {**settings.resources, "neuron_cores": settings.neuron_cores or (neuron or {}).get("cores")}
@@ -241,8 +246,8 @@ def start(
             f"{server.address}:{server.metrics_port}",
             "--ray-metrics",
             f"127.0.0.1:{internal['ray_metrics']}",
-            "--ingress",
-            f"http://{'127.0.0.1' if nginx or server.address in ('0.0.0.0', '::') else server.address}:{http[1]}",
+            "--counters",
+            str(counters),
         ),
         "--",
         *ray_cmd,
