@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-import torch
-
 from infkit.errors import InfkitError
 from infkit.utils.quiet import torchscript_quiet
 
@@ -125,6 +123,8 @@ class NeuronSDKBackend:
         """A callable on CPU tensors. `options`: the backend options recorded in the manifest (default: those of
         this instance's last compile). data_parallel: replicate over every NeuronCore this process sees."""
         options = dict(self._compiled_options if options is None else options)
+        import torch
+
         sdk = self._sdk()  # the runtime must be imported before torch.jit.load meets Neuron ops
         if data_parallel and pipeline_cores(options) > 1:
             raise InfkitError(

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from infkit.compile import ort_session
+
+if TYPE_CHECKING:  # serving an ONNX artifact needs no torch (only compiling one does)
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 def export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> dict[str, Any]:
     """torch.onnx.export with a dynamic batch dimension; the graph is checked by onnx.checker."""
     import onnx
+    import torch
 
     with torch.no_grad():
         torch.onnx.export(
@@ -42,6 +44,8 @@ class OnnxBackend:
     static_batch = False
     #: the model runs on ONNX Runtime's own thread pool: torch only normalises the batch and takes the top-k
     own_thread_pool = True
+    #: serving needs no torch: the batch is a numpy array, ONNX Runtime runs it (infkit.serve.runtime)
+    torch_free = True
     #: the compile.* keys this backend reads (besides backend, batch_sizes and min_top1_agreement)
     option_names = frozenset({"opset", "allow_spinning"})
 
@@ -51,6 +55,14 @@ class OnnxBackend:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
             return f"compile={self.name} needs onnx and onnxruntime ({exc}): pip install onnx onnxruntime"
+        return None
+
+    def load_unavailable_reason(self) -> str | None:
+        """None when an artifact can be served here: that takes ONNX Runtime only (onnx is for exporting)."""
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"serving a compile={self.name} artifact needs onnxruntime ({exc}): pip install onnxruntime"
         return None
 
     def compile(

@@ -12,15 +12,15 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from infkit.compile import calibration as calib
 from infkit.compile import ort_session
 from infkit.compile.onnx import OnnxBackend, export_fp32
 from infkit.errors import InfkitError
 from infkit.utils.cpu import int8_instructions
+
+if TYPE_CHECKING:  # serving an int8 artifact needs no torch (only compiling one does)
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class OnnxInt8Backend(OnnxBackend):
 
     def calibration_count(self, options: Mapping[str, Any]) -> int:
         """How many calibration images compile() needs; checks every quantization option first (one-line errors)."""
+        from infkit.compile import calibration as calib
+
         return calib.settings(options).images
 
     def compile(
@@ -61,6 +63,8 @@ class OnnxInt8Backend(OnnxBackend):
             quant_pre_process,
             quantize_static,
         )
+
+        from infkit.compile import calibration as calib
 
         s = calib.settings(options)
         if calibration is None or len(calibration) == 0:

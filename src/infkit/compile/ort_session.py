@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from infkit.errors import InfkitError
 from infkit.utils.cpu import usable_cores
+
+if TYPE_CHECKING:  # a served artifact runs on numpy arrays without torch; compile-time checks pass tensors
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,16 @@ def session(path: Path, threads: int | None = None, spinning: bool = False):
 
 
 def runner(sess):
-    """A callable (N,C,H,W) float tensor -> (N,classes) logits tensor."""
+    """A callable (N,C,H,W) float batch -> (N,classes) logits of the same kind: a numpy array for a numpy array (the
+    torch-free serving path, infkit.serve.runtime), a tensor for a tensor (compile-time checks, benchmarks)."""
     input_name = sess.get_inputs()[0].name
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x):
+        if isinstance(x, np.ndarray):
+            (logits,) = sess.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})
+            return logits
+        import torch  # x is a tensor: torch is loaded already
+
         (logits,) = sess.run(None, {input_name: x.detach().cpu().numpy()})
         return torch.from_numpy(logits)
 

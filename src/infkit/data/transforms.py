@@ -1,4 +1,5 @@
-"""Image preprocessing shared by training, compilation checks and the serving handler."""
+"""Image preprocessing shared by training, compilation checks and the serving handler. torchvision is imported by the
+transforms that use it only: serving an ONNX artifact uses to_mode alone and runs without torch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
-from torchvision import transforms as T
 
 
 def to_mode(image: Image.Image, channels: int) -> Image.Image:
@@ -27,6 +27,8 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 def eval_transform(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float]):
     """PIL image -> normalised (C,H,W) float tensor, as the compiled model expects it."""
+    from torchvision import transforms as T
+
     channels, height, width = (int(v) for v in input_size)
     return T.Compose(
         [
@@ -40,6 +42,8 @@ def eval_transform(input_size: Sequence[int], mean: Sequence[float], std: Sequen
 
 def train_transform(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float]):
     """eval_transform with light geometric augmentation (no flips: digits and text are chiral)."""
+    from torchvision import transforms as T
+
     channels, height, width = (int(v) for v in input_size)
     return T.Compose(
         [

@@ -1,4 +1,9 @@
-"""The packaged model at serving time: manifest-driven loading, batching with padding, top-k."""
+"""The packaged model at serving time: manifest-driven loading, batching with padding, top-k.
+
+Artifacts whose backend is `torch_free` (ONNX and ONNX-int8, run by ONNX Runtime) are served with numpy alone: the
+batch is normalised in numpy, its logits come back as a numpy array, and softmax and top-k are numpy's, so such a
+model serves in a process where torch is not installed (docker/Dockerfile.ray-onnx). Every other artifact (eager,
+TorchScript, torch.export, Neuron) runs on torch tensors as before; torch is imported for those only."""
 
 from __future__ import annotations
 
@@ -6,15 +11,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from infkit.compile import manifest as mf
 from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import get_backend
-from infkit.data.transforms import eval_transform, to_mode
+from infkit.data.transforms import to_mode
 from infkit.errors import InfkitError
 from infkit.serve import neuron_cores
 from infkit.utils.cpu import usable_cores
@@ -40,8 +45,10 @@ class ServedModel:
     manifest: dict
     directory: Path
     #: batch size -> callable; the key None means one callable for any batch size
-    runners: dict[int | None, Callable[[torch.Tensor], torch.Tensor]]
-    _norm: tuple[torch.Tensor, torch.Tensor] | None = None
+    runners: dict[int | None, Callable[[Any], Any]]
+    #: batches are numpy arrays and torch is never imported (ONNX Runtime artifacts); else torch tensors
+    torch_free: bool = False
+    _norm: tuple[Any, Any] | None = None
 
     def __post_init__(self) -> None:
         self._labels = list(self.manifest["labels"])
@@ -64,7 +71,14 @@ class ServedModel:
         directory = Path(directory)
         manifest = mf.read(directory)
         mf.verify_artifacts(directory, manifest)
-        backend = get_backend(manifest["backend"])
+        try:
+            backend = get_backend(manifest["backend"])
+        except ImportError as exc:  # torch's backends in an image without torch (docker/Dockerfile.ray-onnx)
+            raise InfkitError(
+                f"this server cannot run the packaged {manifest['backend']} artifact: it needs {exc.name or 'torch'}, "
+                f"which does not import here ({exc}); serve it from an image with torch (infkit:cpu), or compile the "
+                "model with compile=onnx or compile=onnx_int8"
+            ) from None
         extra = {}
         entries = manifest["artifacts"]
         if neuron_cores.is_neuron(manifest):
@@ -74,7 +88,8 @@ class ServedModel:
                 backend.prepare_load(directory / entries[0]["file"], extra["options"])
             else:
                 extra["data_parallel"] = neuron_layout == "data_parallel"
-        reason = backend.unavailable_reason()
+        # what loading needs (ONNX artifacts: onnxruntime alone), else what the backend needs at all
+        reason = getattr(backend, "load_unavailable_reason", backend.unavailable_reason)()
         if reason:
             raise InfkitError(f"this server cannot run the packaged {manifest['backend']} artifact: {reason}")
         # ONNX Runtime backends record whether spinning measured faster; it is used only on cores of one's own
@@ -95,13 +110,18 @@ class ServedModel:
             runners = {None: backend.load(directory / entries[0]["file"], threads=threads, **extra)}
         else:
             runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **extra) for e in entries}
-        if getattr(backend, "own_thread_pool", False):
-            # torch only normalises the batch here; with more than one thread its OpenMP workers stay busy-waiting
-            # after that for milliseconds, on the cores ONNX Runtime's threads then need (measured: resnet18 at
-            # 224, 2 threads, batch 1: 22 ms per call after a 2-thread preprocess, 18 ms after a 1-thread one)
-            torch.set_num_threads(1)
-        elif threads:
-            torch.set_num_threads(threads)
+        torch_free = bool(getattr(backend, "torch_free", False))
+        if not torch_free:
+            import torch
+
+            if getattr(backend, "own_thread_pool", False):
+                # torch only normalises the batch here; with more than one thread its OpenMP workers stay
+                # busy-waiting after that for milliseconds, on the cores the runtime's own threads then need
+                # (measured with ONNX Runtime: resnet18 at 224, 2 threads, batch 1: 22 ms per call after a
+                # 2-thread preprocess, 18 ms after a 1-thread one)
+                torch.set_num_threads(1)
+            elif threads:
+                torch.set_num_threads(threads)
         log.info(
             "loaded %s (%s) with %s threads, batch sizes %s%s",
             manifest["name"],
@@ -110,14 +130,16 @@ class ServedModel:
             sorted(k for k in runners if k is not None) or "any",
             f", DataParallel over {entries[0]['file']}" if extra.get("data_parallel") else "",
         )
-        return cls(manifest=manifest, directory=directory, runners=runners)
+        return cls(manifest=manifest, directory=directory, runners=runners, torch_free=torch_free)
 
     @property
     def labels(self) -> list[str]:
         return list(self.manifest["labels"])
 
     def transform(self):
-        """PIL image -> normalised (C,H,W) tensor, one at a time (training's eval transform)."""
+        """PIL image -> normalised (C,H,W) tensor, one at a time (training's eval transform; needs torchvision)."""
+        from infkit.data.transforms import eval_transform
+
         return eval_transform(self.manifest["input_size"], self.manifest["mean"], self.manifest["std"])
 
     def to_array(self, image: Image.Image) -> np.ndarray:
@@ -129,32 +151,64 @@ class ServedModel:
             image = image.resize((width, height), Image.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
 
-    def batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """uint8 arrays -> one normalised (N,C,H,W) float batch: what ToTensor + Normalize give image by image,
-        in three tensor operations on the whole batch."""
+    def _scale_shift(self, torch_module=None) -> tuple[Any, Any]:
+        """(1 / (255 std), mean / std) as float32 (1,C,1,1): numpy arrays, or tensors when torch is given."""
         if self._norm is None:
             channels = int(self.manifest["input_size"][0])
-            mean = torch.tensor(self.manifest["mean"][:channels], dtype=torch.float32).view(1, -1, 1, 1)
-            std = torch.tensor(self.manifest["std"][:channels], dtype=torch.float32).view(1, -1, 1, 1)
-            self._norm = (1.0 / (255.0 * std), mean / std)
-        scale, shift = self._norm
-        x = torch.from_numpy(np.stack(arrays))
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        return x.float().mul_(scale).sub_(shift).contiguous()
+            mean = np.asarray(self.manifest["mean"][:channels], dtype=np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(self.manifest["std"][:channels], dtype=np.float32).reshape(1, -1, 1, 1)
+            scale, shift = np.float32(1.0) / (np.float32(255.0) * std), mean / std
+            if torch_module is not None:
+                scale, shift = torch_module.from_numpy(scale), torch_module.from_numpy(shift)
+            self._norm = (scale, shift)
+        return self._norm
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a (N,C,H,W) batch: one call for dynamic artifacts; static ones padded up to the
-        nearest compiled batch size (chunks of the largest when N exceeds it), padding dropped."""
+    def batch(self, arrays: list[np.ndarray]) -> Any:
+        """uint8 arrays -> one normalised (N,C,H,W) float32 batch: what ToTensor + Normalize give image by image,
+        in three operations on the whole batch. A numpy array for torch-free artifacts, else a torch tensor."""
+        x = np.stack(arrays)
+        if self.torch_free:
+            scale, shift = self._scale_shift()
+            x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+            out = x.astype(np.float32)
+            out *= scale
+            out -= shift
+            return np.ascontiguousarray(out)
+        import torch
+
+        scale, shift = self._scale_shift(torch)
+        t = torch.from_numpy(x)
+        t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+        return t.float().mul_(scale).sub_(shift).contiguous()
+
+    def logits(self, x: Any) -> Any:
+        """Logits for a (N,C,H,W) batch (of the kind batch() makes): one call for dynamic artifacts; static ones
+        padded up to the nearest compiled batch size (chunks of the largest when N exceeds it), padding dropped."""
         return run_bucketed(self.runners, x)
 
-    def scores(self, logits: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
+    def scores(self, logits: Any, k: int = 5) -> list[dict[str, float]]:
         """[{label: probability}] in descending order, one dict per row of logits (one softmax, one top-k and one
-        conversion to Python numbers for the whole batch)."""
+        conversion to Python numbers for the whole batch). numpy logits are scored with numpy, tensors with torch."""
         k = max(1, min(int(k), logits.shape[1]))
-        values, indices = torch.softmax(logits, dim=1).topk(k, dim=1)
+        if isinstance(logits, np.ndarray):
+            values, indices = softmax_top_k(logits, k)
+        else:
+            import torch
+
+            values, indices = torch.softmax(logits, dim=1).topk(k, dim=1)
         labels = self._labels
         return [{labels[i]: v for v, i in zip(vs, ix)} for vs, ix in zip(values.tolist(), indices.tolist())]
 
-    def top_k(self, x: torch.Tensor, k: int = 5) -> list[dict[str, float]]:
+    def top_k(self, x: Any, k: int = 5) -> list[dict[str, float]]:
         """[{label: probability}] in descending order, one dict per input."""
         return self.scores(self.logits(x), k)
+
+
+def softmax_top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, class indices) of the k most probable classes of each row, highest first: torch.softmax and
+    topk in numpy (float32; the maximum subtracted before exp, as torch does; ties keep the lower index first)."""
+    z = logits.astype(np.float32, copy=False)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    indices = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(p, indices, axis=1), indices

@@ -1,4 +1,7 @@
-"""decode -> preprocess -> batch -> infer -> top-k for one TorchServe batch, with per-item errors."""
+"""decode -> preprocess -> batch -> infer -> top-k for one TorchServe batch, with per-item errors.
+
+ONNX Runtime artifacts go through all of it without torch (numpy batches: infkit.serve.runtime); their
+explanations are Integrated Gradients where torch and captum import, else occlusion (infkit.serve.explain)."""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class Service:
         shared_cores: bool = True,
         neuron_layout: str = "per_worker",
         spinning: bool | None = None,
+        explain_method: str = "auto",
     ):
         self.model = ServedModel.load(
             model_dir, threads=threads, shared_cores=shared_cores, neuron_layout=neuron_layout, spinning=spinning
@@ -44,14 +48,15 @@ class Service:
         self.topk = int(topk)
         self.max_image_bytes = int(max_image_bytes)
         self.explain_steps = int(explain_steps)
+        self.explain_method = str(explain_method)
         self._explainer = None
 
     @property
     def explainer(self):
         if self._explainer is None:  # only workers that get explanation requests pay for it
-            from infkit.serve.explain import Explainer
+            from infkit.serve.explain import make_explainer
 
-            self._explainer = Explainer(self.model.directory, self.model.manifest, n_steps=self.explain_steps)
+            self._explainer = make_explainer(self.model, n_steps=self.explain_steps, method=self.explain_method)
         return self._explainer
 
     def _prepare(self, item: Any, content_type: str | None) -> tuple[list[np.ndarray], list[int | None], bool]:
