@@ -91,6 +91,8 @@ def ray_env(
     extra = {}
     if grpc:
         extra = {"INFKIT_RAY_BIND": "127.0.0.1", "INFKIT_RAY_GRPC_HOST": grpc[0], "INFKIT_RAY_GRPC_PORT": str(grpc[1])}
+        # gRPC calls carry no Serve application name: they go to the ingress (bind/sitecustomize.py)
+        extra["INFKIT_RAY_GRPC_APP"] = INGRESS_APP
     if ports:
         extra["AUTOSCALER_METRIC_PORT"] = str(ports["autoscaler_metrics"])
         extra["DASHBOARD_METRIC_PORT"] = str(ports["dashboard_metrics"])

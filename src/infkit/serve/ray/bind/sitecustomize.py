@@ -40,4 +40,48 @@ def _patch() -> None:
             setattr(cls, name, patched)
 
 
+def _default_grpc_app() -> None:
+    """Serve's gRPC proxy picks the application from the call's `application` metadata, or takes the only routed
+    application when there is one. infkit's model applications have HTTP routes of their own (/predictions/<model>),
+    so there are several, and TorchServe's gRPC clients send no such metadata: a call without it goes to
+    INFKIT_RAY_GRPC_APP (the ingress application). Patched when Serve's proxy router module is first imported."""
+    app = os.environ.get("INFKIT_RAY_GRPC_APP")
+    if not app:
+        return
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    target = "ray.serve._private.proxy_router"
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target_module=None):
+            if name != target:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                router = getattr(module, "ProxyRouter", None)
+                original = getattr(router, "get_handle_for_endpoint", None)
+                if original is None:
+                    return
+
+                def get_handle_for_endpoint(self, target_app_name, _original=original):
+                    return _original(self, target_app_name or app)
+
+                router.get_handle_for_endpoint = get_handle_for_endpoint
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    if target not in sys.modules:
+        sys.meta_path.insert(0, Finder())
+
+
 _patch()
+_default_grpc_app()
