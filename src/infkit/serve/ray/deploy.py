@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,19 @@ import yaml
 from infkit.serve.ray.config import INGRESS_APP, MODEL_APP_PREFIX, write_serve_config
 
 FAILED = ("DEPLOY_FAILED", "UNHEALTHY")
+#: what infkit sets for its private Ray only. On an existing cluster (serve.ray.address) the user's own values, or
+#: none, apply: the cluster's mode (single-machine or not) and its token (RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH, or
+#: RAY_AUTH_TOKEN / ~/.ray/auth_token) are the cluster's, not the state folder's
+PRIVATE_RAY_ONLY = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+
+
+def cluster_env(env: dict, user: dict | None = None) -> dict:
+    """`env` (lifecycle.ray_env's) for a process that talks to an existing cluster: PRIVATE_RAY_ONLY as the user
+    has them (`user`: os.environ), else unset."""
+    user = os.environ if user is None else user
+    out = {k: v for k, v in env.items() if k not in PRIVATE_RAY_ONLY}
+    out.update({k: user[k] for k in PRIVATE_RAY_ONLY if k in user})
+    return out
 
 
 def _connect(address: str, timeout: float) -> None:

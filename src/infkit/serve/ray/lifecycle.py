@@ -212,8 +212,9 @@ def start(
                 "serve.ray.address deploys onto an existing cluster, whose proxies infkit does not start: "
                 "use serve.server.front=none (put the cluster's own load balancer in front)"
             )
-        env = {k: v for k, v in ray_env(state_dir, settings).items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-        env.pop("RAY_AUTH_TOKEN_PATH")  # the cluster's own token (RAY_AUTH_TOKEN / ~/.ray/auth_token) is used
+        from infkit.serve.ray.deploy import cluster_env
+
+        env = cluster_env(ray_env(state_dir, settings))  # the cluster's own mode and token, as the user has them
         state.update({"external": external, "pid": None, "pgid": None, "applications": []})
         out = _deploy(external, config_path, server, strict, env, log_dir)
         state["applications"] = [INGRESS_APP, *(model_app_name(m) for m in out["running"])]
@@ -403,8 +404,9 @@ def stop(state_dir: Path, timeout: float = 8.0):
     if state.get("external"):
         cmd = [sys.executable, "-m", "infkit.serve.ray.deploy", "--address", state["external"]]
         cmd += ["--delete", ",".join(state.get("applications") or []), "--timeout", "60"]
-        env = {k: v for k, v in ray_env(state_dir, RaySettings()).items() if k not in ("RAY_AUTH_TOKEN_PATH",)}
-        env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+        from infkit.serve.ray.deploy import cluster_env
+
+        env = cluster_env(ray_env(state_dir, RaySettings()))
         subprocess.run(cmd, env=env, capture_output=True, timeout=120)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         return Stopped(True, f"Ray Serve applications deleted from {state['external']} (the cluster keeps running)")
