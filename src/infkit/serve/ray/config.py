@@ -29,8 +29,9 @@ from infkit.utils.cpu import usable_cores
 SERVE_CONFIG = "serve_config.yaml"
 INGRESS_APP = "infkit"
 MODEL_APP_PREFIX = "infkit-"
-#: the gRPC servicer TorchServe's inference API is registered with (stubs generated from proto/ at start)
-GRPC_SERVICER = "inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server"
+#: the gRPC servicer TorchServe's inference API is registered with: infkit's own module (stubs generated from proto/
+#: where it is imported), so that a cluster's proxy finds it without infkit's state folder (serve.ray.address)
+GRPC_SERVICER = "infkit.serve.ray.grpc_servicer.add_InferenceAPIsServiceServicer_to_server"
 #: where replicas keep their request counts current for the metrics port (app.LiveCounts), under the state folder
 COUNTERS_DIR = "counters"
 
