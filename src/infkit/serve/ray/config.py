@@ -9,6 +9,7 @@ ingress application on route prefix "/" that answers TorchServe's routes. The ma
     batchSize             -> @serve.batch max_batch_size           (user_config.batch_size)
     maxBatchDelay (ms)    -> @serve.batch batch_wait_timeout_s     (user_config.batch_wait_timeout_s)
     handler.threads       -> ray_actor_options.num_cpus (null: cores // minWorkers, as TorchServe's handler does)
+    serve.ray.max_replicas_per_node -> max_replicas_per_node (replicas of one model spread over the nodes)
     Neuron artifacts      -> ray_actor_options.resources.neuron_cores = the pipeline cores (data_parallel: all)
 """
 
@@ -61,6 +62,9 @@ class RaySettings:
     replica_resources: dict = field(default_factory=dict)
     #: custom resources the private Ray's head offers (with replica_resources: how many replicas it takes)
     resources: dict = field(default_factory=dict)
+    #: at most this many replicas of one model on one node (Serve's max_replicas_per_node); null: no limit.
+    #: 1 spreads a model's replicas over as many nodes (one node down takes one replica with it)
+    max_replicas_per_node: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RaySettings:
@@ -70,7 +74,7 @@ class RaySettings:
         if unknown:
             raise InfkitError(f"unknown serve.ray key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         out = cls(**{k: (dict(v) if k in ("replica_resources", "resources") else v) for k, v in values.items()})
-        for key in ("num_cpus", "neuron_cores", "max_ongoing_requests"):
+        for key in ("num_cpus", "neuron_cores", "max_ongoing_requests", "max_replicas_per_node"):
             value = getattr(out, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InfkitError(f"serve.ray.{key}={value!r}; give a whole number >= 1 or null")
@@ -101,6 +105,7 @@ class ModelSpec:
     max_ongoing_requests: int
     resources: dict
     max_image_bytes: int
+    max_replicas_per_node: int | None = None
 
     def deployment(self) -> dict:
         """The deployment entry of serve_config.yaml."""
@@ -115,6 +120,8 @@ class ModelSpec:
                 **({"resources": self.resources} if self.resources else {}),
             },
         }
+        if self.max_replicas_per_node:
+            out["max_replicas_per_node"] = self.max_replicas_per_node
         if self.max_replicas > self.min_replicas:
             out["autoscaling_config"] = {
                 "min_replicas": self.min_replicas,
@@ -178,6 +185,7 @@ def model_spec(
         max_ongoing_requests=settings.max_ongoing_requests or max(2, 2 * batch_size),
         resources=resources,
         max_image_bytes=int(handler.get("max_image_bytes") or 10 * 1024 * 1024),
+        max_replicas_per_node=settings.max_replicas_per_node,
     )
 
 
