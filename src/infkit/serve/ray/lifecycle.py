@@ -234,6 +234,8 @@ def start(
         *("start", "--head", "--block", "--disable-usage-stats"),
         *("--node-ip-address", "127.0.0.1", "--port", str(internal["gcs"])),
         *("--include-dashboard", "false", "--num-cpus", str(num_cpus)),
+        # the log monitor copies workers' log lines to drivers; infkit attaches none (logs stay in <state>/ray)
+        *("--include-log-monitor", "false"),
         *("--object-store-memory", str(settings.object_store_mb * 1024 * 1024)),
         *("--temp-dir", str(state_dir / "ray"), "--metrics-export-port", str(internal["ray_metrics"])),
         *("--min-worker-port", "0", "--max-worker-port", "0", "--dashboard-agent-listen-port", "0"),
