@@ -100,6 +100,7 @@ def test_each_replica_asks_ray_for_its_neuron_cores(archives, tmp_path, model, c
     assert d["ray_actor_options"]["num_cpus"] == 1.0  # handler.threads
 
 
+@run_if(packages=["ray"])
 def test_placement_resources_are_asked_for_beside_the_neuron_cores(archives, tmp_path):
     settings = rc.RaySettings(replica_resources={"inf2_node": 1}, max_replicas_per_node=1)
     d = deployment_of(written_config(archives, tmp_path, settings), "per_worker")
