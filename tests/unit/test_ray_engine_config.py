@@ -73,9 +73,15 @@ def test_neuron_replicas_ask_for_their_pipeline_cores_and_data_parallel_for_all(
 def test_serve_config_is_a_valid_serve_deploy_schema(tmp_path):
     mar = make_mar(tmp_path / "m.mar", {"minWorkers": 1, "batchSize": 2, "maxBatchDelay": 3})
     specs = {"m": rc.model_spec("m", mar, rc.RaySettings())}
-    cfg = rc.serve_config(specs, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s")
+    cluster = rc.serve_config(specs, rc.RaySettings(), ("0.0.0.0", 8000), 9000, "/s/key_file.json", 1000, "/s")
+    apps = {a["name"]: a for a in cluster["applications"]}  # on a cluster everything goes through the ingress
+    assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] is None
+    assert "http" not in apps["infkit-m"]["args"] and "counters_dir" not in apps["infkit"]["args"]
+    cfg = rc.serve_config(
+        specs, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s", model_routes=True
+    )
     apps = {a["name"]: a for a in cfg["applications"]}
-    # the model answers its own predictions route (one actor call per request); the ingress the rest
+    # the private Ray: the model answers its own predictions route (one actor call per request); the ingress the rest
     assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] == "/predictions/m"
     http = apps["infkit-m"]["args"]["http"]
     assert http["key_file"] == "/s/key_file.json" and http["max_request_size"] == 1000 and http["version"] == "1.0"

@@ -201,25 +201,37 @@ def serve_config(
     key_file: str | None,
     max_request_size: int,
     state_dir: str,
+    model_routes: bool = False,
 ) -> dict:
-    """A standard Serve config (ServeDeploySchema): http/grpc options, one application per model and the ingress."""
+    """A standard Serve config (ServeDeploySchema): http/grpc options, one application per model and the ingress.
+    `model_routes` (the private Ray): each model application answers its own /predictions/<model> route, one actor
+    call per request instead of two; its gRPC calls then need bind/sitecustomize.py (INFKIT_RAY_GRPC_APP), since
+    Serve's gRPC proxy wants an application name once several applications have routes. Off (a cluster, KubeRay):
+    everything goes through the ingress, and gRPC clients need no Serve metadata."""
+    counters = str(Path(state_dir) / COUNTERS_DIR) if model_routes else None
     apps = [
         {
             "name": model_app_name(s.name),
             "import_path": "infkit.serve.ray.app:model_app",
             # the model answers its own /predictions/<model> route: one actor call per request (see app.py)
-            "route_prefix": f"/predictions/{s.name}",
+            "route_prefix": f"/predictions/{s.name}" if model_routes else None,
             "args": {
                 "name": s.name,
                 "archive": s.archive,
                 "threads": s.threads,
                 "handler": s.handler,
-                "http": {
-                    "key_file": key_file,
-                    "max_request_size": int(max_request_size),
-                    "version": s.version,
-                    "counters_dir": str(Path(state_dir) / COUNTERS_DIR),
-                },
+                **(
+                    {
+                        "http": {
+                            "key_file": key_file,
+                            "max_request_size": int(max_request_size),
+                            "version": s.version,
+                            "counters_dir": counters,
+                        }
+                    }
+                    if model_routes
+                    else {}
+                ),
             },
             "deployments": [s.deployment()],
         }
@@ -235,7 +247,7 @@ def serve_config(
                 "key_file": key_file,
                 "max_request_size": int(max_request_size),
                 "stubs_dir": str(Path(state_dir) / "grpc"),
-                "counters_dir": str(Path(state_dir) / COUNTERS_DIR),
+                **({"counters_dir": counters} if counters else {}),
             },
             "deployments": [
                 {

@@ -191,6 +191,7 @@ def start(
         str(key_file) if server.token_auth else None,
         server.request_limit(max_image),
         str(state_dir),
+        model_routes=not external,  # the private Ray: its proxies are patched for gRPC (bind/sitecustomize.py)
     )
     config_path = write_serve_config(state_dir, config)
     state = {
