@@ -8,7 +8,7 @@ serve.engine=ray` writes (infkit.serve.ray.config: one application per archive, 
 what differs on a cluster:
 
 - the archives' paths are where the Ray pods have them (--node-model-store: the model store baked into the image);
-- the key file and the gRPC stubs are in --state-dir, written by the pods' prestart script (configmap.yml);
+- the key file is in --state-dir, written by the pods' prestart script (configmap.yml), the ingress's gRPC stubs too;
 - Serve's HTTP proxy on 0.0.0.0:8000 and its gRPC proxy on 9000 (the container ports named serve and serve-grpc,
   which KubeRay puts on the <name>-serve-svc Service), one proxy on every node that has a replica (EveryNode: KubeRay
   sends traffic to every pod whose proxy is healthy, which HeadOnly would leave without one);
@@ -28,7 +28,7 @@ import yaml
 
 #: where the image has the model store (docker/Dockerfile.cpu: /home/model-server/model-store)
 NODE_MODEL_STORE = "/home/model-server/model-store"
-#: an emptyDir in each Ray pod: key_file.json and grpc/ (the prestart script writes both)
+#: an emptyDir in each Ray pod: key_file.json (the prestart script writes it) and the ingress's grpc/ stubs
 STATE_DIR = "/home/model-server/ray-state"
 HTTP = ("0.0.0.0", 8000)
 GRPC_PORT = 9000
