@@ -7,7 +7,9 @@ TorchScript, torch.export, Neuron) runs on torch tensors as before; torch is imp
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,14 +113,14 @@ class ServedModel:
         else:
             runners = {e["batch_size"]: backend.load(directory / e["file"], threads=threads, **extra) for e in entries}
         torch_free = bool(getattr(backend, "torch_free", False))
-        if not torch_free:
-            import torch
-
+        # a torch-free artifact never imports torch; where torch is loaded all the same (TorchServe's worker imports
+        # it, explanations may run it) it gets one thread, as do artifacts with a thread pool of their own: with more
+        # its OpenMP workers stay busy-waiting after any torch work for milliseconds, on the cores the runtime's own
+        # threads then need (measured with ONNX Runtime when torch normalised the batch: resnet18 at 224, 2
+        # threads, batch 1: 22 ms per call after a 2-thread preprocess, 18 ms after a 1-thread one)
+        torch = sys.modules.get("torch") if torch_free else importlib.import_module("torch")
+        if torch is not None:
             if getattr(backend, "own_thread_pool", False):
-                # torch only normalises the batch here; with more than one thread its OpenMP workers stay
-                # busy-waiting after that for milliseconds, on the cores the runtime's own threads then need
-                # (measured with ONNX Runtime: resnet18 at 224, 2 threads, batch 1: 22 ms per call after a
-                # 2-thread preprocess, 18 ms after a 1-thread one)
                 torch.set_num_threads(1)
             elif threads:
                 torch.set_num_threads(threads)
