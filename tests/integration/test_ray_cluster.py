@@ -136,9 +136,6 @@ def cluster():
             "RAY_AUTH_TOKEN_PATH": str(token),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_metrics_report_interval_ms": "500",
-            # Serve's proxy (on the head: proxy_location HeadOnly) prefers the replicas of its own node and sends the
-            # others only what those cannot hold: this cluster spreads requests over both nodes' replicas instead
-            "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
         }
     )
     ray = str(Path(sys.executable).with_name("ray"))
