@@ -19,8 +19,9 @@ def load_cli():
 def test_bench_model_table_json_and_plot(tmp_path, capsys):
     """Random (seeded) weights: every backend but export (its C++ build runs once per session: export_compiled), int8
     calibrated on the embedded digits at this input size; no accuracy column without trained weights. The random
-    network's logits are tiny and nearly tied, so its int8 artifact is not the same function within the bound:
-    reported failed, never measured, exit 1."""
+    network's logits are tiny and nearly tied, so whether its int8 artifact is the same function within the bound
+    depends on the CPU's int8 kernels (it failed on one AMD EPYC host and passed on another): either way the verdict
+    decides, and is checked end to end — failed: named, never measured, exit 1; passed: measured, exit 0."""
     cli = load_cli()
     code = cli.main(
         [
@@ -52,35 +53,45 @@ def test_bench_model_table_json_and_plot(tmp_path, capsys):
             str(tmp_path),
         ]
     )
-    assert code == 1
     (run_dir,) = tmp_path.iterdir()
     result = json.loads((run_dir / "model_bench.json").read_text())
+    int8_failed = "onnx_int8" in result["failed"]
+    assert code == (1 if int8_failed else 0)
+    measured = ("eager", "torchscript", "onnx") + (() if int8_failed else ("onnx_int8",))
     got = {(r["backend"], r["batch_size"]) for r in result["rows"]}
-    assert {(b, n) for b in ("eager", "torchscript", "onnx") for n in (1, 2)} == got
+    assert {(b, n) for b in measured for n in (1, 2)} == got
     for r in result["rows"]:
         assert r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"] and r["throughput_ips"] > 0
         assert r["artifact_mib"] > 0 and r["iterations"] >= 5 and r["top1_accuracy"] is None
         assert r["speedup_vs_eager"] > 0
         assert r["cost_per_million_usd"] == pytest.approx(0.1785 / (3600 * r["throughput_ips"]) * 1e6)
     assert {r["speedup_vs_eager"] for r in result["rows"] if r["backend"] == "eager"} == {1.0}
-    # the exact backends are eager's function on the 16 real images; int8 is not, and is named, not measured
+    # the exact backends are eager's function on the 16 real images; int8 failed is named, not measured
     for b in ("torchscript", "onnx"):
         assert result["same_function"][b]["passed"] and result["same_function"][b]["images"] == 16
-    int8 = result["failed"]["onnx_int8"]
-    assert not int8["passed"] and int8["relative_error"] > 0.25 and "onnx_int8" not in result["same_function"]
+    if int8_failed:
+        int8 = result["failed"]["onnx_int8"]
+        assert not int8["passed"] and int8["reason"] and "onnx_int8" not in result["same_function"]
+    else:
+        int8 = result["same_function"]["onnx_int8"]
+        assert int8["passed"] and int8["top1_agreement"] >= 0.9 and int8["relative_error"] <= 0.25
     assert result["calibration_images"] == 16
     if not importlib.util.find_spec("torch_neuron"):
         assert "neuron" in result["skipped"]
     assert result["machine"]["cpu_model"] and result["machine"]["versions"]["torch"]
     assert result["machine_load"]["run"]["before"]["usable_cores"] >= 1
-    assert set(result["machine_load"]["by_backend"]) == {"eager", "torchscript", "onnx"}
+    assert set(result["machine_load"]["by_backend"]) == set(measured)
     assert result["pricing"]["instance"] == "c7i.xlarge"
     md = (run_dir / "model_bench.md").read_text()
-    assert md.count("\n| ") >= 6 and "× eager" in md and "Not measured here: neuron" in md
-    assert "FAILED, not measured: onnx_int8 is not the eager model's function" in md and "$ per M inferences" in md
+    assert (
+        md.count("\n| ") >= 6 and "× eager" in md and "Not measured here: neuron" in md and "$ per M inferences" in md
+    )
+    failed_line = "FAILED, not measured: onnx_int8 is not the eager model's function"
+    assert (failed_line in md) == int8_failed
     assert (run_dir / "model_bench.png").stat().st_size > 10_000
     out = capsys.readouterr()
-    assert "results:" in out.out and "error: not the eager model's function, not measured: onnx_int8" in out.err
+    assert "results:" in out.out
+    assert ("error: not the eager model's function, not measured: onnx_int8" in out.err) == int8_failed
 
 
 def test_bench_model_from_a_checkpoint_lists_each_backend_with_accuracy(tiny_trained, tmp_path):
