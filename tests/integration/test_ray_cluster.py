@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from infkit.serve.config import free_ports
 from infkit.utils.cpu import usable_cores
 from tests.conftest import ROOT
+from tests.helpers.ray_processes import stop_marked
 from tests.helpers.run_if import run_if
 
 pytestmark = run_if(packages=["ray"])
@@ -63,44 +62,6 @@ def inspect(address: str, env: dict) -> dict:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def marked(marker: str) -> list[psutil.Process]:
-    """The live processes of this test's cluster: those whose environment carries its marker (Ray's workers start
-    sessions of their own, so the process groups alone do not hold them all)."""
-    out = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(MARKER) == marker and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
-
-
-def stop_cluster(procs: list[subprocess.Popen], marker: str) -> list[psutil.Process]:
-    """SIGTERM to the process groups this test started, then SIGKILL to what is left of them (only processes that
-    carry this test's marker); returns what survived."""
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and marked(marker):
-        for proc in procs:
-            proc.poll()
-        time.sleep(0.5)
-    for p in marked(marker):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    time.sleep(1)
-    return marked(marker)
 
 
 def wait_nodes(address: str, env: dict, count: int, procs, timeout: float = 120) -> dict:
@@ -180,7 +141,7 @@ def cluster():
                 print(f"--- {name}.log\n{log.read_text(errors='replace')[-3000:]}")
         raise
     finally:
-        left = stop_cluster(procs, marker)
+        left = stop_marked(procs, MARKER, marker)
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes of the test cluster left: {[(p.pid, p.name()) for p in left]}"
 

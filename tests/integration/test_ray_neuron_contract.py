@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,6 @@ import uuid
 import zipfile
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
@@ -35,6 +33,7 @@ from infkit.serve.config import free_ports
 from infkit.serve.ray import config as rc
 from tests.conftest import ROOT
 from tests.helpers.neuron_models import model_dir
+from tests.helpers.ray_processes import stop_marked
 from tests.helpers.run_if import run_if
 
 IN_PROCESS = {"trace_in_subprocess": False}  # the stand-in lives in this process
@@ -112,17 +111,6 @@ def test_placement_resources_are_asked_for_beside_the_neuron_cores(archives, tmp
 
 
 # -- (b) what each replica sees on a real Ray ----------------------------------------------------------------------
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(MARKER) == marker and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
-
-
 @pytest.fixture
 def neuron_ray():
     """A private Ray on 127.0.0.1 offering 2 neuron_cores and 2 CPUs (no Neuron device: Ray takes the count given),
@@ -158,20 +146,7 @@ def neuron_ray():
     try:
         yield {"address": f"127.0.0.1:{ports['gcs']}", "env": env, "root": root, "head": head}
     finally:
-        if head.poll() is None:
-            os.killpg(head.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and marked(marker):
-            head.poll()
-            time.sleep(0.5)
-        for p in marked(marker):
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        head.wait(timeout=10)
-        time.sleep(1)
-        left = marked(marker)
+        left = stop_marked([head], MARKER, marker)
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes of the test's Ray left: {[(p.pid, p.name()) for p in left]}"
 
