@@ -3,6 +3,7 @@ server's processes for a core kept busy."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -42,13 +43,47 @@ def statuses(answer: bytes) -> list[int]:
     return [int(m) for m in re.findall(rb"HTTP/\d\.\d (\d{3}) ", answer)]
 
 
-def server_processes() -> list[psutil.Process]:
-    procs = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if any(m in cmd for m in SERVER_MARKERS):
-            procs.append(p)
-    return procs
+def _marked(p: psutil.Process) -> bool:
+    try:
+        return any(m in " ".join(p.cmdline()) for m in SERVER_MARKERS)
+    except psutil.Error:
+        return False
+
+
+def server_processes(port: int | None = None) -> list[psutil.Process]:
+    """The processes of the server that listens on `port`: from the listener up through its server-marked parents
+    (nginx -> infkit's launcher; Ray's proxy -> raylet -> infkit's Ray head) to the top one, then that process's
+    group and all its descendants. Other servers on the machine (another test's, a user's) are left out. Where no
+    marked process on this machine listens on the port (a container's published port), every marked process."""
+    top = None
+    if port is not None:
+        for p in psutil.process_iter():
+            try:
+                if not _marked(p):
+                    continue
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in p.net_connections("inet")):
+                    top = p
+                    break
+            except psutil.Error:
+                continue
+    if top is None:
+        return [p for p in psutil.process_iter() if _marked(p)]
+    while (parent := top.parent()) is not None and _marked(parent):
+        top = parent
+    found = {top.pid: top}
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == os.getpgid(top.pid):
+                found.setdefault(p.pid, p)
+        except (OSError, psutil.Error):
+            continue
+    for p in list(found.values()):
+        try:
+            for child in p.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    return list(found.values())
 
 
 def busy_processes(procs: list[psutil.Process], seconds: float = 1.0, limit: float = 0.9) -> dict[str, float]:

@@ -88,7 +88,7 @@ CASE_NAMES = list(_cases("m", ""))
 @pytest.fixture(scope="module")
 def server(live):
     """The live server's processes on this machine, found once: 'no core kept busy' must compare something."""
-    procs = server_processes() if live.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else []
+    procs = server_processes(live.http_port) if live.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else []
     if live.host in ("127.0.0.1", "localhost") and not procs:
         pytest.fail(f"no server process found on this machine for {live.inference}: the busy check compares nothing")
     return procs
