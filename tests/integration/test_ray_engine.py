@@ -6,6 +6,7 @@ status, and a stop that leaves no process behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def ray_server(onnx_compiled, tmp_path_factory):
         "store": store,
     }
     engine.stop(state_dir)
+    shutil.rmtree(state_dir.parent, ignore_errors=True)
 
 
 def test_the_live_suite_passes_unchanged(ray_server):
@@ -150,6 +152,7 @@ def test_with_address_0000_only_the_inference_grpc_and_metrics_ports_leave_the_l
         assert all(ip in ("0.0.0.0", "::", "::ffff:0.0.0.0") for ip, _ in outside), outside
     finally:
         ray_server["engine"].stop(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
 
 
 def test_status_says_running(ray_server):
@@ -189,11 +192,14 @@ def test_stop_leaves_no_process_behind(ray_server):
 
     state = ray_server["state"]
     before = our_processes(state)
+    unpacked = list((ray_server["state_dir"] / "tmp").glob(f"infkit-ray-{ray_server['model']}-*"))
+    assert len(unpacked) >= 2, unpacked  # each replica's copy of the archive, under the state folder
     t0 = time.monotonic()
     assert stop(ray_server["state_dir"])
     took = time.monotonic() - t0
     alive = [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [(p.pid, p.name()) for p in alive]
+    assert not (ray_server["state_dir"] / "tmp").exists()  # killed replicas leave no unpacked archive behind
     assert not our_processes(state)
     assert status(ray_server["state_dir"])["running"] is False
     print(f"stopped {len(before)} processes in {took:.1f} s")

@@ -16,7 +16,7 @@ from infkit.serve.auth import read_keys
 from infkit.serve.process import STATE_FILE
 from infkit.serve.ray import config as rc
 from infkit.serve.ray.head import with_aliases
-from infkit.serve.ray.lifecycle import check_state_dir, write_keys
+from infkit.serve.ray.lifecycle import check_state_dir, private_cpus, write_keys
 
 
 def make_mar(path, model_config: dict, manifest: dict | None = None):
@@ -54,6 +54,17 @@ def test_max_workers_above_min_is_autoscaling_and_threads_default_to_cores_per_w
     }
     assert spec.threads == 8 and d["ray_actor_options"]["num_cpus"] == 8.0  # cores // minWorkers
     assert d["max_ongoing_requests"] == 5 and d["user_config"]["batch_wait_timeout_s"] == 0.01
+
+
+def test_the_private_ray_offers_every_models_first_replicas_their_cpus(tmp_path):
+    """Two models of 2 replicas x 1 thread on 2 cores: 4 CPUs, so the second model's replicas start (and a broken
+    one is named) instead of waiting for CPUs the first model's replicas hold; never fewer than the cores."""
+    two = {"minWorkers": 2, "maxWorkers": 2, "batchSize": 8, "maxBatchDelay": 5, "handler": {"threads": 1}}
+    specs = [rc.model_spec(n, make_mar(tmp_path / f"{n}.mar", two), rc.RaySettings()) for n in ("a", "b")]
+    assert private_cpus(2, specs) == 4
+    assert private_cpus(2, specs[:1]) == 2 and private_cpus(8, specs) == 8
+    wide = {"minWorkers": 1, "maxWorkers": 4, "batchSize": 1, "maxBatchDelay": 1, "handler": {"threads": 3}}
+    assert private_cpus(2, [rc.model_spec("w", make_mar(tmp_path / "w.mar", wide), rc.RaySettings())]) == 3
 
 
 def test_neuron_replicas_ask_for_their_pipeline_cores_and_data_parallel_for_all(tmp_path):

@@ -80,6 +80,10 @@ def check_state_dir(state_dir: Path) -> None:
 BIND_DIR = Path(__file__).with_name("bind")
 
 
+#: under the state folder: the private Ray's TMPDIR, where its replicas unpack their archives
+REPLICA_TMP = "tmp"
+
+
 def ray_env(
     state_dir: Path, settings: RaySettings, grpc: tuple[str, int] | None = None, ports: dict | None = None
 ) -> dict[str, str]:
@@ -227,7 +231,12 @@ def start(
     shutil.rmtree(counters, ignore_errors=True)
     counters.mkdir(mode=0o700)
     env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal)
-    num_cpus = settings.num_cpus or _usable_cores()
+    # the replicas unpack their archive into a temporary folder (app.ModelReplica); a stop kills them before their
+    # cleanup runs, so they unpack under the state folder, which stop clears (and this start, after a crash)
+    shutil.rmtree(state_dir / REPLICA_TMP, ignore_errors=True)
+    (state_dir / REPLICA_TMP).mkdir(mode=0o700)
+    env["TMPDIR"] = str(state_dir / REPLICA_TMP)
+    num_cpus = settings.num_cpus or private_cpus(_usable_cores(), specs.values())
     resources = {**settings.resources, "neuron_cores": settings.neuron_cores or (neuron or {}).get("cores")}
     resources = {k: float(v) for k, v in resources.items() if v}
     ray_cmd = [
@@ -311,6 +320,16 @@ def _finish(state_dir: Path, state: dict, result: dict) -> dict:
             state["models"].remove(name)
     _save(state_dir, state)
     return state
+
+
+def private_cpus(cores: int, specs) -> int:
+    """The CPUs a private Ray offers when serve.ray.num_cpus is null: the usable cores, or more when the models'
+    first replicas ask for more (each asks for its threads). Every model then starts its minimum replicas, which
+    share the cores, as TorchServe starts every model's minWorkers: offering only the cores would leave a model's
+    replicas waiting for CPUs that another model's replicas hold, never started and never named."""
+    import math
+
+    return max(cores, math.ceil(sum(s.min_replicas * s.num_cpus for s in specs)))
 
 
 def _usable_cores() -> int:
@@ -440,6 +459,7 @@ def stop(state_dir: Path, timeout: float = 8.0):
             break
     else:
         raise InfkitError(f"processes {', '.join(str(p.pid) for p in procs)} survived SIGKILL; check `ps -p`")
+    shutil.rmtree(state_dir / REPLICA_TMP, ignore_errors=True)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return Stopped(True, "Ray Serve stopped")
 
