@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from infkit.utils.compose import compose_config
 
@@ -107,13 +109,31 @@ def ctrl_c_reaches_python():
         yield
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """build(folder) once for the whole run. Alone, in a folder of this session. Under pytest-xdist (`make test`
+    runs its workers in parallel), in a folder the workers share: the first to ask builds it under a file lock,
+    the others wait for it and read its (pickled) result, so a training or a compile is never done twice."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's base folder, above each worker's own
+    out, done = shared / name, shared / name / "built.pickle"
+    with FileLock(str(shared / f"{name}.lock")):
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        out.mkdir(exist_ok=True)
+        result = build(out)
+        done.write_bytes(pickle.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
     """A checkpoint from a tiny real training run (seconds)."""
     from infkit.train import run as train_stage
 
-    out = tmp_path_factory.mktemp("tiny_train")
-    return train_stage.run(compose_config("train", TINY_TRAIN, out))
+    return built_once(
+        tmp_path_factory, "tiny_train", lambda out: train_stage.run(compose_config("train", TINY_TRAIN, out))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -121,9 +141,10 @@ def digits_trained(tmp_path_factory):
     """The full digits_example experiment, as `python src/train.py experiment=digits_example` runs it."""
     from infkit.train import run as train_stage
 
-    out = tmp_path_factory.mktemp("digits_train")
     overrides = ["experiment=digits_example", "+trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar"]
-    return train_stage.run(compose_config("train", overrides, out))
+    return built_once(
+        tmp_path_factory, "digits_train", lambda out: train_stage.run(compose_config("train", overrides, out))
+    )
 
 
 @pytest.fixture
@@ -155,14 +176,16 @@ def neuron_env():
 def _compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
     from infkit.compile import run as compile_stage
 
-    out = tmp_path_factory.mktemp(f"compiled-{backend}")
-    return compile_stage.run(
-        compose_config(
-            "trace",
-            ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}", *overrides],
-            out,
+    def build(out: Path):
+        return compile_stage.run(
+            compose_config(
+                "trace",
+                ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}", *overrides],
+                out,
+            )
         )
-    )
+
+    return built_once(tmp_path_factory, f"compiled-{backend}", build)
 
 
 @pytest.fixture(scope="session")
@@ -185,16 +208,89 @@ def pytest_runtest_setup(item):
         pytest.fail(f"CI=true and this test's component is missing: {marker.kwargs['reason']}", pytrace=False)
 
 
+#: the modules whose tests share one server (a session- or module-scoped fixture): under pytest-xdist each group runs
+#: on one worker, so each server starts once. `make test` runs `pytest -n 3 --dist loadgroup`; xdist's own loadgroup
+#: reads groups from node ids that pytest 9.2 no longer lets it change (pytest-xdist#1386), so the scheduler below
+#: groups by module name instead, and collection checks that every test of a shared server is in its module's group.
+SERVER_MODULES = {
+    "test_live_server.py": "running_server",
+    "test_live_bench.py": "running_server",
+    "test_stage_split.py": "running_server",
+    "test_ray_engine.py": "ray_server",
+}
+#: the session's builds from the fully trained digits model (tests/conftest.py, tests/integration/conftest.py)
+DIGITS_FIXTURES = ("digits_trained", "int8_compiled", "export_compiled", "onnx_compiled", "torchscript_compiled")
+
+
+def _parallel_order(items: list) -> list:
+    """The order the xdist workers take tests in (each worker collects the same order): the live TorchServe's tests
+    first (they need the trained model and all four compiles: the longest chain); then one test for each compile, so
+    that the other workers run the compiles beside it once the model is trained, not one after another; then the
+    tests that need none of the digits builds; then the rest."""
+    live = [it for it in items if "running_server" in it.fixturenames]
+    others = [it for it in items if it not in live]
+    starters = []
+    for build in ("export_compiled", "onnx_compiled", "torchscript_compiled"):  # the longest compile first
+        first = next((it for it in others if build in it.fixturenames and it not in starters), None)
+        if first is not None:
+            starters.append(first)
+    others = [it for it in others if it not in starters]
+    free = [it for it in others if not set(DIGITS_FIXTURES) & set(it.fixturenames)]
+    rest = [it for it in others if it not in free]
+    return live + starters + _long_first(free) + _long_first(rest)
+
+
+#: modules of tests that take 30 s or more each (tune's candidates, bench_model's backends, Ray clusters, training
+#: runs): started early, so that no worker is left with one of them at the end while the others have finished
+LONG_MODULES = (
+    "test_tune.py",
+    "test_model_bench.py",
+    "test_ray_cluster.py",
+    "test_ray_neuron_contract.py",
+    "test_serve_failures.py",
+    "test_cli.py",
+    "test_ddp.py",
+)
+
+
+def _long_first(items: list) -> list:
+    return sorted(items, key=lambda it: it.path.name not in LONG_MODULES)  # stable: collection order otherwise
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup: one work unit per SERVER_MODULES group, one per test otherwise; the largest units first
+    (xdist's default reordering), then collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SERVER_MODULES.get(Path(nodeid.split("::", 1)[0]).name, nodeid)
+
+    return SharedServerScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """tests/test_serve runs against a live server: without --public_ip, beside other tests (as in `make test`,
     where tests/integration/test_live_server.py runs it against real servers), it is deselected rather than
-    reported as skipped; alone, its tests skip and say what to pass."""
-    if config.getoption("--public_ip"):
-        return
-    live = [it for it in items if "test_serve" in it.path.parts]
-    if live and len(live) < len(items):
-        config.hook.pytest_deselected(items=live)
-        items[:] = [it for it in items if it not in live]
+    reported as skipped; alone, its tests skip and say what to pass. Under pytest-xdist, the order puts the longest
+    chain first."""
+    if not config.getoption("--public_ip"):
+        live = [it for it in items if "test_serve" in it.path.parts]
+        if live and len(live) < len(items):
+            config.hook.pytest_deselected(items=live)
+            items[:] = [it for it in items if it not in live]
+    for it in items:
+        for name in set(SERVER_MODULES.values()) & set(it.fixturenames):
+            if SERVER_MODULES.get(it.path.name) != name:
+                raise pytest.UsageError(
+                    f"{it.nodeid} uses the shared {name}: add {it.path.name!r}: {name!r} to SERVER_MODULES in "
+                    "tests/conftest.py, so that its tests run on the worker that starts it"
+                )
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = _parallel_order(items)
 
 
 # -- live-server options (tests/test_serve) ------------------------------------------------------

@@ -24,13 +24,20 @@ def marked(variable: str, marker: str) -> list[psutil.Process]:
     return out
 
 
-def stop_marked(procs: list[subprocess.Popen], variable: str, marker: str) -> list[psutil.Process]:
-    """SIGTERM to the process groups of `procs` (started with start_new_session), up to 20 s for the marked
-    processes to end, SIGKILL to what is left of them; returns what survived."""
+def stop_marked(procs: list[subprocess.Popen], variable: str, marker: str, grace: float = 5) -> list[psutil.Process]:
+    """SIGTERM to the process groups of `procs` (started with start_new_session) and to every marked process (Ray's
+    workers start sessions of their own), `grace` seconds for them to end, SIGKILL to what is left of them; returns
+    what survived. A test's throw-away cluster gets a short grace: `ray start --block` and the GCS take 20 s or more
+    to end on SIGTERM, and nothing of theirs outlives the test's temp folder."""
     for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
+    for p in marked(variable, marker):
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline and marked(variable, marker):
         for proc in procs:
             proc.poll()

@@ -18,6 +18,7 @@ from infkit.resources import handler_file, model_config_file
 from infkit.serve import server
 from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
+from tests.conftest import built_once
 
 
 def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
@@ -69,14 +70,18 @@ def _compile(trained, backend: str, out: Path, *overrides: str) -> Path:
 def onnx_compiled(digits_trained, tmp_path_factory) -> Path:
     """The compile run folder of the trained digits model with compile=onnx, once per session: checked in
     test_train_compile.py, run by the handler tests, served live, tuned, packaged and tampered with (as copies)."""
-    return _compile(digits_trained, "onnx", tmp_path_factory.mktemp("compile-onnx"), *EXACT_CHECKS)
+    return built_once(
+        tmp_path_factory, "compile-onnx", lambda out: _compile(digits_trained, "onnx", out, *EXACT_CHECKS)
+    )
 
 
 @pytest.fixture(scope="session")
 def torchscript_compiled(digits_trained, tmp_path_factory) -> Path:
     """The same with compile=torchscript: checked in test_train_compile.py, run by the handler tests, served live
     from the README's plain torch-model-archiver archive, packaged."""
-    return _compile(digits_trained, "torchscript", tmp_path_factory.mktemp("compile-torchscript"), *EXACT_CHECKS)
+    return built_once(
+        tmp_path_factory, "compile-torchscript", lambda out: _compile(digits_trained, "torchscript", out, *EXACT_CHECKS)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,8 @@ def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
     target = loadgen.Target(
         url, [p.read_bytes() for p in sample_images("digits")], inference_token(running_server["state"]["key_file"])
     )
-    rate = 0.7 * soak.capacity(target, clients=8, seconds=6, echo=lambda _: None)
-    result = soak.soak(target, running_server["state_dir"], rate, duration=20, window=10, echo=lambda _: None)
+    rate = 0.7 * soak.capacity(target, clients=8, seconds=3, echo=lambda _: None)
+    result = soak.soak(target, running_server["state_dir"], rate, duration=10, window=5, echo=lambda _: None)
     s = result["summary"]
     assert s["requests"] > 20 and s["errors"] == 0, s
     assert [w["window"] for w in result["windows"]] == [1, 2]

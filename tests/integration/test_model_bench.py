@@ -44,7 +44,7 @@ def test_bench_model_table_json_and_plot(tmp_path, capsys):
             "--iterations",
             "5",
             "--max-seconds",
-            "2",
+            "1",
             "--threads",
             "1",
             "--instance",

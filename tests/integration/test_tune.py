@@ -118,7 +118,7 @@ def _wait_for_load(tmp: Path, deadline: float, lines: list[str]) -> None:
 def test_tune_ctrl_c_keeps_what_was_measured(onnx_compiled, tmp_path):
     cmd = [sys.executable, str(ROOT / "src/tune.py"), str(onnx_compiled), "--p99-ms", "5000"]
     cmd += ["--concurrency", "2", "--batch-size", "1,2", "--max-batch-delay", "1", "--threads", "1"]
-    cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "10", "--window", "1", "--stable-windows", "50"]
+    cmd += ["--out", str(tmp_path), "--warmup", "0.5", "--duration", "4", "--window", "1", "--stable-windows", "50"]
     # tune's servers keep their state under $TMPDIR/infkit-tune-*: a short folder of this test's own
     tmp = Path(tempfile.mkdtemp(prefix="tune-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)}
