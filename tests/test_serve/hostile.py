@@ -10,6 +10,8 @@ import time
 
 import psutil
 
+from infkit.serve.process import group_tree
+
 #: processes of an infkit server on this machine (either engine, the front, TorchServe's frontend and workers)
 SERVER_MARKERS = ("nginx", "org.pytorch.serve", "model_service_worker", "infkit.serve", "raylet", "gcs_server", "ray::")
 
@@ -70,19 +72,8 @@ def server_processes(port: int | None = None) -> list[psutil.Process]:
         return [p for p in psutil.process_iter() if _marked(p)]
     while (parent := top.parent()) is not None and _marked(parent):
         top = parent
-    found = {top.pid: top}
-    for p in psutil.process_iter():
-        try:
-            if os.getpgid(p.pid) == os.getpgid(top.pid):
-                found.setdefault(p.pid, p)
-        except (OSError, psutil.Error):
-            continue
-    for p in list(found.values()):
-        try:
-            for child in p.children(recursive=True):
-                found.setdefault(child.pid, child)
-        except psutil.Error:
-            continue
+    found = {p.pid: p for p in group_tree(os.getpgid(top.pid))}
+    found.setdefault(top.pid, top)
     return list(found.values())
 
 

@@ -32,6 +32,19 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def group_tree(pgid: int) -> list[psutil.Process]:
+    """The live members of process group `pgid` and all their descendants (Ray's workers, for one, start sessions
+    of their own under the group's processes)."""
+    found = {p.pid: p for p in group_members(pgid)}
+    for p in list(found.values()):
+        try:
+            for child in p.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
 def verdict(state: dict) -> str:
     """'ours' when the process group infkit started still runs; 'gone' when nothing of it is left; 'foreign' when
     the recorded pid now belongs to another process. A process group id cannot be handed out again while any

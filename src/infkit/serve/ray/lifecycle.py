@@ -31,7 +31,7 @@ from infkit.serve.archives import check_models
 from infkit.serve.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.config import ServerConfig, free_ports
 from infkit.serve.front import NGINX_FIX, find_nginx
-from infkit.serve.process import STATE_FILE, forget, group_members, read_state, verdict
+from infkit.serve.process import STATE_FILE, forget, group_tree, read_state, verdict
 from infkit.serve.ray.config import (
     COUNTERS_DIR,
     INGRESS_APP,
@@ -393,14 +393,7 @@ def our_processes(state: dict, group: bool = True) -> list[psutil.Process]:
     (workers left behind by a head that died). Nothing else on the machine is ever included."""
     found: dict[int, psutil.Process] = {}
     if group and state.get("pgid"):
-        for p in group_members(int(state["pgid"])):
-            found[p.pid] = p
-    for p in list(found.values()):
-        try:
-            for child in p.children(recursive=True):
-                found.setdefault(child.pid, child)
-        except psutil.Error:
-            continue
+        found = {p.pid: p for p in group_tree(int(state["pgid"]))}
     token = str(Path(state["state_dir"]) / RAY_TOKEN)
     for p in psutil.process_iter():
         if p.pid in found:
