@@ -97,8 +97,11 @@ def cluster():
             "RAY_AUTH_TOKEN_PATH": str(token),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_metrics_report_interval_ms": "500",
+            # the replicas unpack their archives here; SIGKILLed at the end, they cannot clean up themselves
+            "TMPDIR": str(root / "tmp"),
         }
     )
+    (root / "tmp").mkdir()
     ray = str(Path(sys.executable).with_name("ray"))
     cores = usable_cores()
     common = [

@@ -129,8 +129,11 @@ def neuron_ray():
             "RAY_USAGE_STATS_ENABLED": "0",
             # the replicas import the stand-in (tests/) and the probe
             "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            # the replicas unpack their archives here; SIGKILLed at the end, they cannot clean up themselves
+            "TMPDIR": str(root / "tmp"),
         }
     )
+    (root / "tmp").mkdir()
     cmd = [
         *(str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats"),
         *("--node-ip-address", "127.0.0.1", "--port", str(ports["gcs"]), "--include-dashboard", "false"),
