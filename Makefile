@@ -35,11 +35,11 @@ demo: setup system-demo
 
 # lint and format check (ruff, line length 120), then the whole suite, including one end-to-end run
 # (train -> compile -> package -> serve -> live tests), in TEST_WORKERS pytest-xdist workers: much of the suite
-# waits on servers starting and stopping, so 3 workers keep 2 cores busy. The training and the compiles are shared
+# waits on servers starting and stopping, so 4 workers keep 2 cores busy. The training and the compiles are shared
 # by the workers (built once, under a file lock); each server's tests run on one worker (tests/conftest.py).
 # TEST_WORKERS=0 runs in one process. OMP_WAIT_POLICY=PASSIVE: with more busy threads than cores, torch's OpenMP
 # threads sleep when they wait instead of spinning on cores another test needs (no test asserts a speed).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: setup lint system-test
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 

@@ -209,7 +209,7 @@ def pytest_runtest_setup(item):
 
 
 #: the modules whose tests share one server (a session- or module-scoped fixture): under pytest-xdist each group runs
-#: on one worker, so each server starts once. `make test` runs `pytest -n 3 --dist loadgroup`; xdist's own loadgroup
+#: on one worker, so each server starts once. `make test` runs `pytest -n 4 --dist loadgroup`; xdist's own loadgroup
 #: reads groups from node ids that pytest 9.2 no longer lets it change (pytest-xdist#1386), so the scheduler below
 #: groups by module name instead, and collection checks that every test of a shared server is in its module's group.
 SERVER_MODULES = {
