@@ -173,7 +173,8 @@ def neuron_env():
         os.environ.update(saved)
 
 
-def _compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
+def compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
+    """compile=<backend> of a trained digits model, built once per run (built_once); the CompileResult."""
     from infkit.compile import run as compile_stage
 
     def build(out: Path):
@@ -192,13 +193,13 @@ def _compile_digits(tmp_path_factory, trained, backend: str, *overrides: str):
 def int8_compiled(digits_trained, tmp_path_factory):
     """compile=onnx_int8 of the fully trained digits model (int8 is judged on a model that has learnt something);
     shared by the compile, handler and live-server tests."""
-    return _compile_digits(tmp_path_factory, digits_trained, "onnx_int8", "compile.batch_sizes=[1,3,8]")
+    return compile_digits(tmp_path_factory, digits_trained, "onnx_int8", "compile.batch_sizes=[1,3,8]")
 
 
 @pytest.fixture(scope="session")
 def export_compiled(digits_trained, tmp_path_factory):
     """compile=export (AOTInductor: a minute or more of C++ compilation), once per session; shared as above."""
-    return _compile_digits(tmp_path_factory, digits_trained, "export", "compile.batch_sizes=[1,3,8]")
+    return compile_digits(tmp_path_factory, digits_trained, "export", "compile.batch_sizes=[1,3,8]")
 
 
 def pytest_runtest_setup(item):

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from infkit.compile import run as compile_stage
 from infkit.package import run as package_stage
 from infkit.resources import handler_file, model_config_file
 from infkit.serve import server
 from infkit.serve.config import ServerConfig
 from infkit.utils.compose import compose_config
-from tests.conftest import built_once
+from tests.conftest import compile_digits
 
 
 def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
@@ -55,33 +54,18 @@ def plain_archiver(artifact_dir: Path, model_name: str, store: Path) -> Path:
 EXACT_CHECKS = ("compile.batch_sizes=[1,3,8]", "parity.num_images=40")
 
 
-def _compile(trained, backend: str, out: Path, *overrides: str) -> Path:
-    compile_stage.run(
-        compose_config(
-            "trace",
-            ["experiment=digits_example", f"ckpt_path={trained.best_ckpt}", f"compile={backend}", *overrides],
-            out,
-        )
-    )
-    return out
-
-
 @pytest.fixture(scope="session")
 def onnx_compiled(digits_trained, tmp_path_factory) -> Path:
     """The compile run folder of the trained digits model with compile=onnx, once per session: checked in
     test_train_compile.py, run by the handler tests, served live, tuned, packaged and tampered with (as copies)."""
-    return built_once(
-        tmp_path_factory, "compile-onnx", lambda out: _compile(digits_trained, "onnx", out, *EXACT_CHECKS)
-    )
+    return compile_digits(tmp_path_factory, digits_trained, "onnx", *EXACT_CHECKS).manifest_path.parent
 
 
 @pytest.fixture(scope="session")
 def torchscript_compiled(digits_trained, tmp_path_factory) -> Path:
     """The same with compile=torchscript: checked in test_train_compile.py, run by the handler tests, served live
     from the README's plain torch-model-archiver archive, packaged."""
-    return built_once(
-        tmp_path_factory, "compile-torchscript", lambda out: _compile(digits_trained, "torchscript", out, *EXACT_CHECKS)
-    )
+    return compile_digits(tmp_path_factory, digits_trained, "torchscript", *EXACT_CHECKS).manifest_path.parent
 
 
 @pytest.fixture(scope="session")
