@@ -133,3 +133,20 @@ def test_a_state_dir_too_long_for_the_worker_sockets_is_refused_before_start(tmp
     with pytest.raises(InfkitError, match=r"state_dir .* is too long: .* use a shorter state_dir"):
         server.start(ServerConfig().with_free_ports(), store, deep)
     assert not deep.exists()
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_range_of_outgoing_connections():
+    """A port from the OS's ephemeral range can be taken by another process's next outgoing connection before the
+    server binds it (Serve's proxy once failed with "Address already in use" while its Ray made hundreds)."""
+    import socket
+
+    from infkit.serve.config import _ephemeral_range, free_ports
+
+    keys = tuple(f"p{i}" for i in range(12))
+    ports = free_ports("127.0.0.1", keys)
+    low, high = _ephemeral_range()
+    assert set(ports) == set(keys) and len(set(ports.values())) == len(keys), ports
+    assert all(not low <= p <= high and 10000 <= p < 65536 for p in ports.values()), (ports, low, high)
+    for port in ports.values():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

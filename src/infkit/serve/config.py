@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -194,13 +195,37 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def free_ports(host: str = "127.0.0.1", keys: tuple[str, ...] = PORT_KEYS) -> dict[str, int]:
-    """One free port for each of `keys`, picked by the OS."""
-    socks = [socket.socket() for _ in keys]
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the OS gives outgoing connections (Linux: /proc/sys/net/ipv4/ip_local_port_range)."""
     try:
-        for s in socks:
-            s.bind((host, 0))
-        return {k: s.getsockname()[1] for k, s in zip(keys, socks)}
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(host: str = "127.0.0.1", keys: tuple[str, ...] = PORT_KEYS) -> dict[str, int]:
+    """One free port for each of `keys`, outside the OS's range for outgoing connections where it can: a port the OS
+    picked from that range can be taken by any process's next outgoing connection before the server that was given
+    it binds it (Ray's processes make hundreds while a private Ray starts: Serve's proxy once failed to bind its port
+    with "Address already in use"). Falls back to a port the OS picks."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10000, 65536) if not low <= p <= high]
+    random.shuffle(candidates)
+    socks, out = [], {}
+    try:
+        for key in keys:
+            while key not in out:
+                s = socket.socket()
+                port = candidates.pop() if candidates else 0
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    s.close()
+                    continue
+                socks.append(s)
+                out[key] = s.getsockname()[1]
+        return out
     finally:
         for s in socks:
             s.close()
