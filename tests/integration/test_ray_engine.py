@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -16,11 +18,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from omegaconf import OmegaConf
 
 from infkit.demo import live_tests_command
 from infkit.serve.config import ServerConfig
 from infkit.serve.front import NGINX_FIX, find_nginx
+from infkit.serve.grpc_client import PredictionClient
 from tests.conftest import ROOT
 from tests.helpers.run_if import in_ci, run_if
 
@@ -133,6 +137,67 @@ def test_every_listening_socket_is_on_the_loopback(ray_server):
     outside = [x for x in found if x[1] not in LOOPBACK]
     assert not outside, f"listening beyond the loopback: {outside}"
     assert len(procs) > 8  # Ray's GCS, raylet, agents, Serve's controller, proxy and replicas were all looked at
+    # the default ingress is Serve's HAProxy: it holds the inference port (behind the nginx front's upstream) and gRPC
+    haproxy = {port for _, _, port, cmd in found if "haproxy" in cmd}
+    assert srv.grpc_inference_port in haproxy and ray_server["state"]["upstream_port"] in haproxy, found
+    # no listener another server could share (SO_REUSEPORT): Serve turns it off for the replicas' gRPC servers with a
+    # value gRPC ignores, and two servers' replicas then took each other's calls. Serve's fallback HTTP proxy keeps
+    # it, on a port infkit picked free
+    shared = []
+    for pid, ip, port, cmd in found:
+        probe = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((ip, port))
+            shared.append((pid, ip, port, cmd))
+        except OSError:
+            pass
+        finally:
+            probe.close()
+    assert all("ProxyActor" in cmd for *_, cmd in shared), shared
+
+
+def test_haproxy_files_are_the_servers_own_and_its_admin_socket_is_private(ray_server):
+    """Serve's HAProxy ingress writes under <state_dir>/h (0700), its admin socket (`level admin`) is 0600, and its
+    config binds the metrics and stats frontends to the loopback (Ray's template says every interface)."""
+    base = ray_server["state_dir"] / "h"
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700
+    (node,) = [d for d in base.iterdir() if d.is_dir()]  # one folder per Ray node: this Ray has one
+    assert stat.S_ISSOCK((node / "a").stat().st_mode) and stat.S_IMODE((node / "a").stat().st_mode) == 0o600
+    config = (node / "c").read_text()
+    binds = [line.split()[1] for line in config.splitlines() if line.strip().startswith("bind ")]
+    assert len(binds) == 4 and all(b.startswith("127.0.0.1:") for b in binds), binds
+    assert "mode 666" not in config and "default_backend grpc-infkit\n" in config
+
+
+def test_the_python_proxy_ingress_serves_too(ray_server):
+    """serve.ray.ingress=proxy: Serve's Python proxy instead of HAProxy (what a cluster runs): a second private Ray
+    answers REST and gRPC, no HAProxy runs, and its listeners stay on the loopback."""
+    from infkit.serve.engine import get_engine
+    from infkit.serve.ray.lifecycle import our_processes
+
+    srv = ray_server["server"].with_free_ports()
+    state_dir = Path(tempfile.mkdtemp(prefix="ir-")) / "serve"
+    options = ray_server["engine"].options
+    engine = get_engine("ray", {**options, "ray": {**options["ray"], "ingress": "proxy"}})
+    state = engine.start(srv, Path(ray_server["store"]), state_dir, [ray_server["model"]], log=print)
+    try:
+        found = listeners(our_processes(state))
+        assert not [x for x in found if x[1] not in LOOPBACK], found
+        assert not [x for x in found if "haproxy" in x[3]] and not (state_dir / "h").exists(), found
+        png = (ROOT / "tests/resources/digits/0_6.png").read_bytes()
+        key = json.loads((state_dir / "key_file.json").read_text())["inference"]["key"]
+        url = f"http://127.0.0.1:{srv.inference_port}/predictions/{ray_server['model']}"
+        answer = requests.post(url, data=png, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert answer.status_code == 200 and next(iter(answer.json())) == "6", answer.text
+        client = PredictionClient(f"127.0.0.1:{srv.grpc_inference_port}", key, state_dir / "stubs")
+        try:
+            assert next(iter(json.loads(client.predict(ray_server["model"], png)))) == "6"
+        finally:
+            client.close()
+    finally:
+        engine.stop(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
 
 
 def test_with_address_0000_only_the_inference_grpc_and_metrics_ports_leave_the_loopback(ray_server, tmp_path):
@@ -200,6 +265,7 @@ def test_stop_leaves_no_process_behind(ray_server):
     alive = [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [(p.pid, p.name()) for p in alive]
     assert not (ray_server["state_dir"] / "tmp").exists()  # killed replicas leave no unpacked archive behind
+    assert not (ray_server["state_dir"] / "h").exists()  # nor HAProxy's files
     assert not our_processes(state)
     assert status(ray_server["state_dir"])["running"] is False
     print(f"stopped {len(before)} processes in {took:.1f} s")

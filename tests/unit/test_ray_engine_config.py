@@ -187,3 +187,41 @@ def test_the_replicas_counts_are_summed_from_their_files_and_served_under_torchs
     assert (
         'ts_inference_requests_total{model_name="m"} 1.0' not in out and 'InfkitPreprocessMs{model_name="m"} 5.0' in out
     )
+
+
+def test_an_unknown_ingress_is_named_with_the_choices():
+    with pytest.raises(InfkitError, match=r"serve.ray.ingress='nginx'; choose haproxy or proxy"):
+        rc.RaySettings.from_mapping({"ingress": "nginx"})
+    assert rc.RaySettings.from_mapping({}).ingress == "haproxy"
+
+
+@pytest.mark.parametrize("host,bind", [("0.0.0.0", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("::", "ipv6@::")])
+def test_the_installed_rays_haproxy_template_takes_every_edit(host, bind):
+    """bind/sitecustomize.py edits Serve's HAProxy template as it is imported (in a child: the import is Ray's). Every
+    edit applies once to the Ray installed here, and the result is a template jinja2 can parse."""
+    import os
+    import subprocess
+    import sys
+
+    from infkit.serve.ray.lifecycle import BIND_DIR
+
+    code = (
+        "import jinja2\n"
+        "from ray.serve._private import haproxy_templates as t\n"
+        "jinja2.Environment().parse(t.HAPROXY_CONFIG_TEMPLATE)\n"
+        "print(t.HAPROXY_CONFIG_TEMPLATE)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(BIND_DIR),
+        "INFKIT_HAPROXY_HTTP_HOST": host,
+        "INFKIT_RAY_GRPC_HOST": host,
+        "INFKIT_RAY_GRPC_APP": "infkit",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "mode 666" not in text and "mode 600 level admin" in text
+    assert "bind :{{" not in text and "bind *:{{" not in text
+    assert f"{{%- set infkit_http_host = '{bind}' %}}" in text
+    assert "selectattr('app_name', 'equalto', infkit_grpc_app)" in text

@@ -65,6 +65,10 @@ class RaySettings:
     #: at most this many replicas of one model on one node (Serve's max_replicas_per_node); null: no limit.
     #: 1 spreads a model's replicas over as many nodes (one node down takes one replica with it)
     max_replicas_per_node: int | None = None
+    #: what takes HTTP and gRPC requests on the private Ray: "haproxy" (Serve's HAProxy ingress: HAProxy routes each
+    #: request straight to a replica's own server) or "proxy" (Serve's Python proxy, one actor call per request).
+    #: A cluster (address) keeps whatever its own Ray runs
+    ingress: str = "haproxy"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> RaySettings:
@@ -78,6 +82,8 @@ class RaySettings:
             value = getattr(out, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InfkitError(f"serve.ray.{key}={value!r}; give a whole number >= 1 or null")
+        if out.ingress not in INGRESSES:
+            raise InfkitError(f"serve.ray.ingress={out.ingress!r}; choose {' or '.join(INGRESSES)}")
         if out.object_store_mb < 64:
             raise InfkitError(f"serve.ray.object_store_mb={out.object_store_mb}; Ray needs 64 or more (default 128)")
         if out.ingress_replicas < 1 or out.metrics_report_ms < 100:
@@ -86,6 +92,10 @@ class RaySettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: serve.ray.ingress values
+INGRESSES = ("haproxy", "proxy")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,38 @@ BIND_DIR = Path(__file__).with_name("bind")
 #: under the state folder: the private Ray's TMPDIR, where its replicas unpack their archives
 REPLICA_TMP = "tmp"
 
+#: under the state folder: Serve's HAProxy files (config, admin socket, server state; one folder per Ray node in it).
+#: Short names: a Unix socket path holds at most 107 bytes, and Serve adds the node id (56 characters)
+HAPROXY_DIR = "h"
+
+#: the free loopback ports Serve's HAProxy ingress needs besides the inference and gRPC ports
+HAPROXY_PORTS = ("haproxy_stats", "haproxy_metrics", "fallback_http", "fallback_grpc")
+
+
+def haproxy_env(state_dir: Path, ports: dict, http_host: str) -> dict[str, str]:
+    """The environment that turns on Serve's HAProxy ingress (serve.ray.ingress=haproxy) for infkit's private Ray:
+    every file under <state_dir>/h, every port of its own a free loopback one, HAProxy's HTTP frontend on
+    `http_host` (serve.server.address, or the loopback behind the nginx front). bind/sitecustomize.py edits the
+    config template so that only the HTTP and gRPC frontends leave the loopback and the admin socket is 0600."""
+    base = Path(state_dir) / HAPROXY_DIR
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "INFKIT_HAPROXY_HTTP_HOST": http_host,
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "c"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "a"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "s"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "m"),
+        # HAProxy logs every request to this target (default: UDP syslog on 127.0.0.1:514, the machine's syslog if
+        # one listens there): a Unix datagram socket no one opens, so the lines go nowhere
+        "RAY_SERVE_HAPROXY_LOG_TARGET": str(base / "log"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["haproxy_stats"]),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["haproxy_metrics"]),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"]),
+    }
+
 
 def ray_env(
     state_dir: Path, settings: RaySettings, grpc: tuple[str, int] | None = None, ports: dict | None = None
@@ -183,10 +215,15 @@ def start(
 
     generate_stubs(state_dir / "grpc")
     max_image = max(s.max_image_bytes for s in specs.values())
+    haproxy = settings.ingress == "haproxy" and not external
     internal = free_ports(
-        "127.0.0.1", ("gcs", "ray_metrics", "upstream", "client", "autoscaler_metrics", "dashboard_metrics")
+        "127.0.0.1",
+        ("gcs", "ray_metrics", "upstream", "client", "autoscaler_metrics", "dashboard_metrics")
+        + (HAPROXY_PORTS if haproxy else ()),
     )
     http = ("127.0.0.1", internal["upstream"]) if nginx else (server.address, server.inference_port)
+    if haproxy:  # Serve's own HTTP servers stay on the loopback; HAProxy's frontend takes http[0] (haproxy_env)
+        http, http_host = ("127.0.0.1", http[1]), http[0]
     config = serve_config(
         specs,
         settings,
@@ -231,6 +268,10 @@ def start(
     shutil.rmtree(counters, ignore_errors=True)
     counters.mkdir(mode=0o700)
     env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal)
+    shutil.rmtree(state_dir / HAPROXY_DIR, ignore_errors=True)
+    if haproxy:
+        (state_dir / HAPROXY_DIR).mkdir(mode=0o700)
+        env.update(haproxy_env(state_dir, internal, http_host))
     # the replicas unpack their archive into a temporary folder (app.ModelReplica); a stop kills them before their
     # cleanup runs, so they unpack under the state folder, which stop clears (and this start, after a crash)
     shutil.rmtree(state_dir / REPLICA_TMP, ignore_errors=True)
@@ -452,7 +493,8 @@ def stop(state_dir: Path, timeout: float = 8.0):
             break
     else:
         raise InfkitError(f"processes {', '.join(str(p.pid) for p in procs)} survived SIGKILL; check `ps -p`")
-    shutil.rmtree(state_dir / REPLICA_TMP, ignore_errors=True)
+    for folder in (REPLICA_TMP, HAPROXY_DIR):
+        shutil.rmtree(state_dir / folder, ignore_errors=True)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return Stopped(True, "Ray Serve stopped")
 
