@@ -57,9 +57,7 @@ print(json.dumps({"nodes": nodes, "replicas": replicas, "apps": apps}))
 
 
 def inspect(address: str, env: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", INSPECT, address], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", INSPECT, address], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -73,11 +71,48 @@ def wait_nodes(address: str, env: dict, count: int, procs, timeout: float = 120)
             seen = inspect(address, env)
             if sum(n["alive"] for n in seen["nodes"].values()) >= count:
                 return seen
-        except AssertionError:
+        except (AssertionError, subprocess.TimeoutExpired):  # a driver can hang on a port the GCS failed to take
             if time.monotonic() > deadline:
                 raise
         assert time.monotonic() < deadline, f"the test cluster did not reach {count} nodes: {seen}"
         time.sleep(1)
+
+
+#: how many times the test cluster's head is started on newly picked ports when one of them was taken meanwhile
+PORT_ATTEMPTS = 3
+
+
+def ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def common_args() -> list[str]:
+    return [
+        *("--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(usable_cores())),
+        *("--object-store-memory", str(80 * 1024 * 1024), "--min-worker-port", "0", "--max-worker-port", "0"),
+        *("--dashboard-agent-listen-port", "0"),
+    ]
+
+
+def head_command(root: Path, ports: dict) -> list[str]:
+    return [
+        *(ray_cli(), "start", "--head", *common_args(), "--port", str(ports["gcs"]), "--disable-usage-stats"),
+        *("--include-dashboard", "false", "--ray-client-server-port", str(ports["client"])),
+        *("--temp-dir", str(root / "h"), "--metrics-export-port", str(ports["head_metrics"])),
+    ]
+
+
+def start_node(name: str, cmd: list[str], root: Path, env: dict, marker: str) -> subprocess.Popen:
+    """`ray start --block ...` in a process group of its own, marked, its output in <root>/<name>.log."""
+    with open(root / f"{name}.log", "wb") as log:
+        return subprocess.Popen(
+            cmd,
+            env={**env, MARKER: marker},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 @pytest.fixture
@@ -89,7 +124,6 @@ def cluster():
     token = root / "token"
     token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
     token.chmod(0o600)
-    ports = free_ports("127.0.0.1", ("gcs", "client", "head_metrics", "node_metrics"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(
         {
@@ -102,39 +136,29 @@ def cluster():
         }
     )
     (root / "tmp").mkdir()
-    ray = str(Path(sys.executable).with_name("ray"))
-    cores = usable_cores()
-    common = [
-        *("--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cores)),
-        *("--object-store-memory", str(80 * 1024 * 1024), "--min-worker-port", "0", "--max-worker-port", "0"),
-        *("--dashboard-agent-listen-port", "0"),
-    ]
-    head = [
-        *(ray, "start", "--head", *common, "--port", str(ports["gcs"]), "--disable-usage-stats"),
-        *("--include-dashboard", "false", "--ray-client-server-port", str(ports["client"])),
-        *("--temp-dir", str(root / "h"), "--metrics-export-port", str(ports["head_metrics"])),
-    ]
-    address = f"127.0.0.1:{ports['gcs']}"
-    node = [
-        *(ray, "start", "--address", address, *common, "--temp-dir", str(root / "n")),
-        *("--metrics-export-port", str(ports["node_metrics"]), "--resources", json.dumps({"second_node": 1})),
-    ]
     procs = []
     try:
-        for name, cmd in (("head", head), ("node", node)):
-            with open(root / f"{name}.log", "wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        cmd,
-                        env={**env, MARKER: marker},
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                )
-            if name == "head":
-                wait_nodes(address, env, 1, procs)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            ports = free_ports("127.0.0.1", ("gcs", "client", "head_metrics", "node_metrics"))
+            address = f"127.0.0.1:{ports['gcs']}"
+            head = start_node("head", head_command(root, ports), root, env, marker)
+            procs.append(head)
+            try:
+                wait_nodes(address, env, 1, [head])
+                break
+            except (AssertionError, subprocess.TimeoutExpired):
+                # a free port can be taken by another process between the pick and the GCS's bind: pick again
+                log = (root / "head.log").read_text(errors="replace")
+                if head.poll() is None or "Address already in use" not in log or attempt == PORT_ATTEMPTS:
+                    raise
+                print(f"--- head.log (attempt {attempt}: a port was taken, picking others)\n{log[-2000:]}")
+                stop_marked([head], MARKER, marker)
+                shutil.rmtree(root / "h", ignore_errors=True)
+        node = [
+            *(ray_cli(), "start", "--address", address, *common_args(), "--temp-dir", str(root / "n")),
+            *("--metrics-export-port", str(ports["node_metrics"]), "--resources", json.dumps({"second_node": 1})),
+        ]
+        procs.append(start_node("node", node, root, env, marker))
         seen = wait_nodes(address, env, 2, procs)
         yield {"address": address, "env": env, "procs": procs, "ports": ports, "root": root, "nodes": seen["nodes"]}
     except BaseException:

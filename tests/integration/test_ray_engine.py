@@ -52,7 +52,8 @@ def listeners(procs) -> list[tuple[int, str, int, str]]:
         try:
             for c in p.net_connections("inet"):
                 if c.status == psutil.CONN_LISTEN:
-                    out.append((p.pid, c.laddr.ip, c.laddr.port, " ".join(p.cmdline())[:60]))
+                    # the executable's name in full (a long venv path cut the command line before "haproxy" once)
+                    out.append((p.pid, c.laddr.ip, c.laddr.port, f"{p.name()} | {' '.join(p.cmdline())[:60]}"))
         except psutil.Error:
             continue
     return out

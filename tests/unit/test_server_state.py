@@ -140,13 +140,14 @@ def test_free_ports_are_distinct_bindable_and_outside_the_range_of_outgoing_conn
     server binds it (Serve's proxy once failed with "Address already in use" while its Ray made hundreds)."""
     import socket
 
-    from infkit.serve.config import _ephemeral_range, free_ports
+    from infkit.serve.config import RAY_PORT_RANGES, _ephemeral_range, free_ports
 
     keys = tuple(f"p{i}" for i in range(12))
     ports = free_ports("127.0.0.1", keys)
     low, high = _ephemeral_range()
     assert set(ports) == set(keys) and len(set(ports.values())) == len(keys), ports
     assert all(not low <= p <= high and 10000 <= p < 65536 for p in ports.values()), (ports, low, high)
+    assert not [p for p in ports.values() for a, b in RAY_PORT_RANGES if a <= p <= b], ports
     for port in ports.values():
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))

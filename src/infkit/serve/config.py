@@ -204,13 +204,23 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+#: the ports Ray and Serve pick from on their own: Ray's default worker ports (a user's Ray started with defaults)
+#: and the HTTP and gRPC ports of Serve's replicas under direct ingress (RAY_SERVE_DIRECT_INGRESS_MIN/MAX_*_PORT)
+RAY_PORT_RANGES = ((10002, 19999), (30000, 31000), (40000, 41000))
+
+
+def _taken_by_ray(port: int) -> bool:
+    return any(low <= port <= high for low, high in RAY_PORT_RANGES)
+
+
 def free_ports(host: str = "127.0.0.1", keys: tuple[str, ...] = PORT_KEYS) -> dict[str, int]:
     """One free port for each of `keys`, outside the OS's range for outgoing connections where it can: a port the OS
     picked from that range can be taken by any process's next outgoing connection before the server that was given
     it binds it (Ray's processes make hundreds while a private Ray starts: Serve's proxy once failed to bind its port
-    with "Address already in use"). Falls back to a port the OS picks."""
+    with "Address already in use"), and outside the ranges Ray's and Serve's own servers pick from (RAY_PORT_RANGES).
+    Falls back to a port the OS picks."""
     low, high = _ephemeral_range()
-    candidates = [p for p in range(10000, 65536) if not low <= p <= high]
+    candidates = [p for p in range(10000, 65536) if not low <= p <= high and not _taken_by_ray(p)]
     random.shuffle(candidates)
     socks, out = [], {}
     try:
