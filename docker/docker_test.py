@@ -53,7 +53,7 @@ def package_digits(work: Path) -> tuple[Path, str]:
 def current_archive(store: Path) -> Path | None:
     """A readable .mar in `store` whose handler is this checkout's handlers/infkit_handler.py."""
     from infkit.errors import InfkitError
-    from infkit.serve.archives import read_archive
+    from infkit.serve.core.archives import read_archive
 
     handler = (ROOT / "handlers/infkit_handler.py").read_bytes()
     for mar in sorted(store.glob("*.mar")):
@@ -115,8 +115,8 @@ def serve_and_test(docker: str, image: str, store: Path, model: str) -> tuple[in
     """Run `image` with `store` mounted read-only and its three ports on free loopback ports, wait for its
     HEALTHCHECK, run tests/test_serve against it, remove the container. (pytest's exit code, its last line)"""
     from infkit.demo import live_tests_command
-    from infkit.serve.auth import inference_token
-    from infkit.serve.config import ServerConfig, free_ports
+    from infkit.serve.core.auth import inference_token
+    from infkit.serve.core.config import ServerConfig, free_ports
 
     with tempfile.TemporaryDirectory(prefix="infkit-docker-test-") as tmp:
         work = Path(tmp)
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         fail("--model-store and --model go together, e.g. --model-store model_store --model digits_resnet18_onnx")
     if args.no_slim and args.slim_only:
         fail("--no-slim and --slim-only exclude each other")
-    from infkit.serve.config import free_ports
+    from infkit.serve.core.config import free_ports
 
     t_start = time.monotonic()
     check_engine(args.docker)

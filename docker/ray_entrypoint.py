@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     import psutil
 
     from infkit.cli import serve as cli
-    from infkit.serve.process import read_state, verdict
+    from infkit.serve.core.process import read_state, verdict
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

@@ -9,11 +9,11 @@ The server's Python must have infkit installed (pip install -e <repo>).
 
 Deliberately not TorchServe's BaseHandler: that one moves models to xm.xla_device() whenever torch_xla imports (as
 it does beside torch-neuronx). Here tensors stay on the CPU, as a Neuron artifact expects, and a Neuron worker's
-NeuronCore budget is set before the SDK is imported (infkit.serve.neuron_cores; TorchServe has no Neuron device).
+NeuronCore budget is set before the SDK is imported (infkit.serve.core.neuron_cores; TorchServe has no Neuron device).
 """
 
-from infkit.serve.runtime import cores_shared, threads_per_worker
-from infkit.serve.service import STAGE_METRICS, Service
+from infkit.serve.core.runtime import cores_shared, threads_per_worker
+from infkit.serve.core.service import STAGE_METRICS, Service
 
 # the client's Content-Type (TorchServe keeps header names as the client spelled them). No X-Infkit-* header is read:
 # a client can send any header, so none of them may change what the server does

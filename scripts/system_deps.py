@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import sys
 
-from infkit.serve.front import find_nginx
-from infkit.serve.java import java_available
+from infkit.serve.core.front import find_nginx
+from infkit.serve.torchserve.java import java_available
 
 # (what, whether it is here, Debian package, where else to get it)
 CHECKS = {

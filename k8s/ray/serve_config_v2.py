@@ -44,9 +44,9 @@ def serve_config_v2(
     neuron_cores: int | None = None,
 ) -> dict:
     from infkit.errors import InfkitError
-    from infkit.serve.archives import check_models
-    from infkit.serve.auth import KEY_FILE
-    from infkit.serve.config import ServerConfig
+    from infkit.serve.core.archives import check_models
+    from infkit.serve.core.auth import KEY_FILE
+    from infkit.serve.core.config import ServerConfig
     from infkit.serve.ray.config import RaySettings, model_spec, serve_config
 
     settings = RaySettings(neuron_cores=neuron_cores)

@@ -22,9 +22,9 @@ from infkit.compile.registry import CPU_BACKENDS, get_backend
 from infkit.errors import InfkitError
 from infkit.package import run as package_stage
 from infkit.resources import source_checkout
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.runtime import ServedModel
 from infkit.serve.engine import get_engine
-from infkit.serve.runtime import ServedModel
 from infkit.train import run as train_stage
 from infkit.utils.compose import compose_config
 from infkit.utils.cpu import usable_cores

@@ -37,8 +37,8 @@ def run_if(
 ):
     reasons, missing = [], []  # missing: components the machine lacks (CI=true fails on them); reasons: situations
     if java:
-        from infkit.serve.front import NGINX_FIX, find_nginx
-        from infkit.serve.java import JAVA_FIX, java_available
+        from infkit.serve.core.front import NGINX_FIX, find_nginx
+        from infkit.serve.torchserve.java import JAVA_FIX, java_available
 
         if not java_available():
             missing.append(JAVA_FIX)

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from infkit.package import run as package_stage
 from infkit.resources import handler_file, model_config_file
-from infkit.serve import server
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.torchserve import server
 from infkit.utils.compose import compose_config
 from tests.conftest import compile_digits
 

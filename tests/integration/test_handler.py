@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from infkit.serve.runtime import ServedModel
-from infkit.serve.service import Service
+from infkit.serve.core.runtime import ServedModel
+from infkit.serve.core.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = sorted((ROOT / "tests/resources/digits").glob("*.png"))

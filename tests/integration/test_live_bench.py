@@ -206,7 +206,7 @@ def test_our_client_beside_hey(running_server, tmp_path, capsys):
     import json
 
     from infkit.bench import promscrape
-    from infkit.serve.auth import inference_token
+    from infkit.serve.core.auth import inference_token
 
     srv = running_server["server"]
     model = running_server["models"]["onnx"]

@@ -46,7 +46,7 @@ def test_short_soak_has_no_errors_and_the_logs_stay_flat(running_server):
     TorchServe's logs must not grow with the traffic (no per-request lines, nothing written twice)."""
     from infkit.bench import loadgen, soak
     from infkit.resources import sample_images
-    from infkit.serve.auth import inference_token
+    from infkit.serve.core.auth import inference_token
 
     srv = running_server["server"]
     url = f"http://127.0.0.1:{srv.inference_port}/predictions/{running_server['models']['onnx']}"

@@ -19,7 +19,7 @@ from infkit.compile import neuron_native, neuronx_trace
 from infkit.compile import run as compile_stage
 from infkit.errors import InfkitError
 from infkit.package import run as package_stage
-from infkit.serve.runtime import ServedModel
+from infkit.serve.core.runtime import ServedModel
 from infkit.utils.compose import compose_config
 from tests.helpers.neuron_models import fresh_import
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from infkit.serve.config import free_ports
+from infkit.serve.core.config import free_ports
 from infkit.utils.cpu import usable_cores
 from tests.conftest import ROOT
 from tests.helpers.ray_processes import stop_marked

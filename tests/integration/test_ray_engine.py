@@ -22,9 +22,9 @@ import requests
 from omegaconf import OmegaConf
 
 from infkit.demo import live_tests_command
-from infkit.serve.config import ServerConfig
-from infkit.serve.front import NGINX_FIX, find_nginx
-from infkit.serve.grpc_client import PredictionClient
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.front import NGINX_FIX, find_nginx
+from infkit.serve.core.grpc_client import PredictionClient
 from tests.conftest import ROOT
 from tests.helpers.run_if import in_ci, run_if
 
@@ -229,8 +229,8 @@ def test_status_says_running(ray_server):
 
 
 def test_stop_on_a_state_naming_a_process_infkit_did_not_start_signals_nothing(tmp_path):
+    from infkit.serve.core.process import STATE_FILE
     from infkit.serve.engine import stop
-    from infkit.serve.process import STATE_FILE
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:

@@ -29,7 +29,7 @@ import yaml
 
 from infkit.compile.neuron import NeuronBackend
 from infkit.compile.neuronx import NeuronxBackend
-from infkit.serve.config import free_ports
+from infkit.serve.core.config import free_ports
 from infkit.serve.ray import config as rc
 from tests.conftest import ROOT
 from tests.helpers.neuron_models import model_dir

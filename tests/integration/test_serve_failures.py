@@ -14,10 +14,10 @@ from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
 from infkit.package.run import archiver_command
 from infkit.resources import model_config_file, sample_images
-from infkit.serve import server
-from infkit.serve.auth import auth_header, inference_token
-from infkit.serve.config import ServerConfig
-from infkit.serve.process import group_members
+from infkit.serve.core.auth import auth_header, inference_token
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.process import group_members
+from infkit.serve.torchserve import server
 from infkit.utils.compose import compose_config
 from tests.helpers.run_if import run_if
 

@@ -11,7 +11,7 @@ import requests
 from infkit.bench import promscrape
 from infkit.cli.bench import main as bench_main
 from infkit.resources import sample_images
-from infkit.serve.auth import auth_header, inference_token
+from infkit.serve.core.auth import auth_header, inference_token
 from tests.helpers.run_if import run_if
 
 pytestmark = [pytest.mark.slow, pytest.mark.serve, run_if(java=True)]

@@ -1,4 +1,4 @@
-"""ONNX and ONNX-int8 archives served by infkit.serve.service.Service in a process where torch cannot be imported
+"""ONNX and ONNX-int8 archives served by infkit.serve.core.service.Service in a process where torch cannot be imported
 (the slim image, docker/Dockerfile.ray-onnx, has none): a sitecustomize on the child's PYTHONPATH puts a finder first
 on sys.meta_path that raises ImportError for torch and torchvision. Its answers are compared with this process's
 (torch installed), computed the way the serving core computed them before it went torch-free: torchvision's eval
@@ -50,7 +50,7 @@ except ImportError as exc:
     blocked = str(exc)
 else:
     sys.exit("torch imported: the blocker does not work")
-from infkit.serve.service import Service
+from infkit.serve.core.service import Service
 
 model_dir, images = sys.argv[1], [Path(p).read_bytes() for p in sys.argv[2:]]
 service = Service(model_dir, threads=1, topk=5)
@@ -109,7 +109,7 @@ def reference_answers(model_dir: Path) -> list[dict[str, float]]:
     import torch
 
     from infkit.compile.batching import run_bucketed
-    from infkit.serve.runtime import ServedModel
+    from infkit.serve.core.runtime import ServedModel
 
     model = ServedModel.load(model_dir, threads=1)
     channels = int(model.manifest["input_size"][0])
@@ -145,7 +145,7 @@ def archives(onnx_compiled, int8_compiled, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "onnx_int8"])
 def test_an_onnx_archive_serves_in_a_process_without_torch(archives, backend, tmp_path):
-    from infkit.serve.service import Service
+    from infkit.serve.core.service import Service
 
     model_dir = archives[backend]
     out = serve_without_torch(model_dir, tmp_path)
@@ -201,7 +201,7 @@ def test_an_onnx_archive_serves_in_a_process_without_torch(archives, backend, tm
 @pytest.mark.slow
 def test_the_default_explanation_with_torch_is_still_integrated_gradients(archives):
     """Where torch and captum import (infkit:cpu), an ONNX archive's explanations are what they were."""
-    from infkit.serve.service import Service
+    from infkit.serve.core.service import Service
 
     service = Service(archives["onnx"], threads=1)
     (out,) = service.handle([{"data": IMAGES[0].read_bytes()}], [True], lambda *a: None)
@@ -214,7 +214,7 @@ def test_a_torch_artifact_in_a_process_without_torch_is_refused_naming_why(torch
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCKER)
     code = (
-        "import sys\nfrom infkit.errors import InfkitError\nfrom infkit.serve.service import Service\n"
+        "import sys\nfrom infkit.errors import InfkitError\nfrom infkit.serve.core.service import Service\n"
         "try:\n    Service(sys.argv[1])\nexcept InfkitError as exc:\n    print(exc)\nelse:\n    sys.exit('loaded')\n"
     )
     proc = subprocess.run(

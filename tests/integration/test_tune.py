@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from infkit.cli.tune import main as tune_main
-from infkit.serve import server
-from infkit.serve.process import STATE_FILE
+from infkit.serve.core.process import STATE_FILE
+from infkit.serve.torchserve import server
 from tests.conftest import ROOT
 from tests.helpers.run_if import run_if
 

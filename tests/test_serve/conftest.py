@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infkit.serve.auth import auth_header, inference_token
+from infkit.serve.core.auth import auth_header, inference_token
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 

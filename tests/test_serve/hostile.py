@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from infkit.serve.process import group_tree
+from infkit.serve.core.process import group_tree
 
 #: processes of an infkit server on this machine (either engine, the front, TorchServe's frontend and workers)
 SERVER_MARKERS = ("nginx", "org.pytorch.serve", "model_service_worker", "infkit.serve", "raylet", "gcs_server", "ray::")

@@ -5,7 +5,7 @@ import json
 import grpc
 import pytest
 
-from infkit.serve.grpc_client import PredictionClient
+from infkit.serve.core.grpc_client import PredictionClient
 from tests.test_serve.conftest import label_of
 
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from infkit.compile.batching import bucket_for
-from infkit.serve.decode import ItemError, decode_request, decode_requests, open_image, parse_target
-from infkit.serve.runtime import threads_per_worker
+from infkit.serve.core.decode import ItemError, decode_request, decode_requests, open_image, parse_target
+from infkit.serve.core.runtime import threads_per_worker
 
 LABELS = [str(i) for i in range(10)]
 

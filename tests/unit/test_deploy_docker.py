@@ -23,10 +23,10 @@ def container_command(dockerfile: str = "Dockerfile.cpu") -> list[str]:
 
 def test_container_config_binds_the_container_network_with_auth_on():
     conf = properties((ROOT / "docker/config.properties").read_text())
-    # REST inference reaches TorchServe through nginx (infkit.serve.front): it listens on the published port,
+    # REST inference reaches TorchServe through nginx (infkit.serve.core.front): it listens on the published port,
     # TorchServe on loopback, and holds bodies to TorchServe's own limit
     cmd = container_command()
-    assert cmd[:3] == ["python3", "-m", "infkit.serve.front"] and "torchserve" in cmd[cmd.index("--") + 1 :]
+    assert cmd[:3] == ["python3", "-m", "infkit.serve.core.front"] and "torchserve" in cmd[cmd.index("--") + 1 :]
     assert cmd[cmd.index("--listen") + 1] == "0.0.0.0:8080"
     assert conf["inference_address"] == f"http://{cmd[cmd.index('--upstream') + 1]}"
     assert cmd[cmd.index("--max-body") + 1] == conf["max_request_size"]
@@ -149,7 +149,7 @@ def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
     import json
     import threading
 
-    from infkit.serve.config import free_ports
+    from infkit.serve.core.config import free_ports
 
     class Ping(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -178,9 +178,9 @@ def test_healthcheck_sends_the_key_when_there_is_one(tmp_path):
 def test_container_limits_and_logs_match_the_serve_config():
     """The container runs TorchServe without infkit's start, so its config.properties and log4j2.xml are written
     once here; they must say what `infkit serve start` would (one size limit, bounded console logs)."""
-    from infkit.serve import logs
-    from infkit.serve.config import ServerConfig
-    from infkit.serve.decode import DEFAULT_MAX_BYTES
+    from infkit.serve.core.config import ServerConfig
+    from infkit.serve.core.decode import DEFAULT_MAX_BYTES
+    from infkit.serve.torchserve import logs
 
     props = properties((ROOT / "docker/config.properties").read_text())
     assert int(props["max_request_size"]) == ServerConfig().request_limit(DEFAULT_MAX_BYTES)
@@ -218,8 +218,8 @@ CONTAINER_CONFIGS = ["docker/config.properties", "k8s/kserve/config/config.prope
 @pytest.mark.parametrize("path", CONTAINER_CONFIGS)
 def test_container_configs_expose_the_metrics_infkit_serve_does(path, tmp_path):
     """Prometheus metrics with the handler's per-stage counters, as `infkit serve start` configures them."""
-    from infkit.serve.config import ServerConfig
-    from infkit.serve.decode import DEFAULT_MAX_BYTES
+    from infkit.serve.core.config import ServerConfig
+    from infkit.serve.core.decode import DEFAULT_MAX_BYTES
 
     ours = properties(ServerConfig().config_properties(tmp_path, DEFAULT_MAX_BYTES))
     text = (ROOT / path).read_text()
@@ -233,8 +233,8 @@ def test_the_auth_proxy_admits_what_torchserve_admits():
     JSON 413 is the answer users should see for a too-large image."""
     import re
 
-    from infkit.serve.config import ServerConfig
-    from infkit.serve.decode import DEFAULT_MAX_BYTES
+    from infkit.serve.core.config import ServerConfig
+    from infkit.serve.core.decode import DEFAULT_MAX_BYTES
 
     (size,) = re.findall(r"client_max_body_size (\w+);", (ROOT / "k8s/configmap.yaml").read_text())
     assert size == str(ServerConfig().request_limit(DEFAULT_MAX_BYTES))

@@ -119,9 +119,9 @@ def test_kserve_runtime_and_inference_service_fit_together():
     assert "--model-store=/mnt/models/model-store" in args
     assert "--ts-config=/mnt/models/config/config.properties" in args
     assert "--foreground" in args
-    # KServe sends traffic to 8080, where nginx (infkit.serve.front) listens, TorchServe's inference API behind it
+    # KServe sends traffic to 8080, where nginx (infkit.serve.core.front) listens, TorchServe's inference API behind it
     conf = properties((K8S / "kserve/config/config.properties").read_text())
-    assert args.startswith("python3 -m infkit.serve.front --listen=0.0.0.0:8080 --upstream=127.0.0.1:")
+    assert args.startswith("python3 -m infkit.serve.core.front --listen=0.0.0.0:8080 --upstream=127.0.0.1:")
     assert f"--upstream={conf['inference_address'].removeprefix('http://')} " in args
     assert f"--max-body={conf['max_request_size']} -- torchserve" in args
     model = isvc["spec"]["predictor"]["model"]
@@ -166,10 +166,10 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
     template = one("ConfigMap", "infkit-auth-proxy")["data"]["default.conf.template"]
     assert f"server 127.0.0.1:{port};" in template and "proxy_pass http://torchserve;" in template
     assert '$http_authorization != "Bearer ${INFKIT_INFERENCE_KEY}"' in template
-    # form-typed bodies (curl --data-binary) go on as raw bytes, as infkit.serve.front does; no X-Infkit-* header
+    # form-typed bodies (curl --data-binary) go on as raw bytes, as infkit.serve.core.front does; no X-Infkit-* header
     assert "proxy_set_header Content-Type $infkit_content_type;" in template and "X-Infkit" not in template
     # the image's front and the pod's proxy hold clients to the same limits
-    from infkit.serve.front import Limits, nginx_conf
+    from infkit.serve.core.front import Limits, nginx_conf
 
     front = nginx_conf(("0.0.0.0", 8080), ("127.0.0.1", int(port)), K8S, Limits(max_body=int(conf["max_request_size"])))
     for directive in (
@@ -193,7 +193,7 @@ def test_in_the_pod_torchserve_listens_on_loopback_and_the_proxy_checks_the_key(
 
 
 def test_nginx_accepts_the_rendered_proxy_config(tmp_path):
-    from infkit.serve.front import find_nginx
+    from infkit.serve.core.front import find_nginx
 
     nginx = find_nginx()
     assert nginx, "nginx is not installed here (apt-get install nginx-light): the front and this check need it"

@@ -445,7 +445,7 @@ def run_prestart(tmp_path: Path, key: str) -> subprocess.CompletedProcess:
 
 
 def test_prestart_writes_the_key_file_the_ingress_reads(tmp_path):
-    from infkit.serve.auth import inference_token
+    from infkit.serve.core.auth import inference_token
 
     key = "k" * 12 + "-a-test-key"
     proc = run_prestart(tmp_path, key)

@@ -1,6 +1,6 @@
-"""infkit.serve.front: nginx in front of a real HTTP/1.1 server on loopback (tests/helpers/echo_server.py). Form bodies
-go on as the raw bytes they are, everything else as sent; nginx refuses what breaks its limits; the launcher lives
-exactly as long as the server it runs."""
+"""infkit.serve.core.front: nginx in front of a real HTTP/1.1 server on loopback (tests/helpers/echo_server.py). Form
+bodies go on as the raw bytes they are, everything else as sent; nginx refuses what breaks its limits; the launcher
+lives exactly as long as the server it runs."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from infkit.errors import InfkitError
-from infkit.serve import server as server_lifecycle
-from infkit.serve.config import ServerConfig, free_ports
-from infkit.serve.front import Limits, find_nginx, nginx_conf
+from infkit.serve.core.config import ServerConfig, free_ports
+from infkit.serve.core.front import Limits, find_nginx, nginx_conf
+from infkit.serve.torchserve import server as server_lifecycle
 from tests.conftest import ROOT
 from tests.test_serve.hostile import exchange, statuses
 
@@ -33,7 +33,7 @@ AWKWARD = bytes(range(256)) * 40 + b"%zz&=%"
 
 def start_front(tmp_path: Path, *child: str, max_body: int = 8 << 20) -> tuple[subprocess.Popen, int, int]:
     ports = free_ports("127.0.0.1", ("front", "upstream"))
-    cmd = [sys.executable, "-m", "infkit.serve.front", "--listen", f"127.0.0.1:{ports['front']}"]
+    cmd = [sys.executable, "-m", "infkit.serve.core.front", "--listen", f"127.0.0.1:{ports['front']}"]
     cmd += ["--upstream", f"127.0.0.1:{ports['upstream']}", "--prefix", str(tmp_path / "front")]
     cmd += [
         "--max-body",
@@ -161,7 +161,7 @@ def test_a_front_that_cannot_listen_stops_the_server_and_says_why(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         upstream = free_ports("127.0.0.1", ("u",))["u"]
-        cmd = [sys.executable, "-m", "infkit.serve.front", "--listen", f"127.0.0.1:{port}", "--upstream"]
+        cmd = [sys.executable, "-m", "infkit.serve.core.front", "--listen", f"127.0.0.1:{port}", "--upstream"]
         cmd += [f"127.0.0.1:{upstream}", "--prefix", str(tmp_path), "--", sys.executable, "-m"]
         cmd += ["tests.helpers.echo_server", str(upstream)]
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -8,7 +8,7 @@ import torch
 from infkit.compile import calibration, ort_session, parity
 from infkit.compile.registry import BACKENDS, CPU_BACKENDS, get_backend, resolve_backend
 from infkit.errors import InfkitError
-from infkit.serve.runtime import cores_shared
+from infkit.serve.core.runtime import cores_shared
 from infkit.utils.compose import compose_config
 from infkit.utils.cpu import int8_instructions
 

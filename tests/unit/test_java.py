@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infkit.serve.java import java_env, java_home
+from infkit.serve.torchserve.java import java_env, java_home
 
 
 def test_without_java_on_path_the_wheels_runtime_is_used_and_runs(monkeypatch, tmp_path):

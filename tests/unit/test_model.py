@@ -16,7 +16,7 @@ def test_serving_modules_do_not_import_lightning():
 
     code = (
         f"import runpy, sys; runpy.run_path({str(handler_file())!r}); "
-        "import infkit.serve.service, infkit.serve.explain, infkit.model; "
+        "import infkit.serve.core.service, infkit.serve.core.explain, infkit.model; "
         "bad = sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules); "
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )

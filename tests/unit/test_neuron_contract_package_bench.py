@@ -12,7 +12,7 @@ from torch import nn
 from infkit.bench import model_bench, model_worker
 from infkit.compile.neuronx import NeuronxBackend
 from infkit.errors import InfkitError
-from infkit.serve import neuron_cores
+from infkit.serve.core import neuron_cores
 from tests.helpers.neuron_models import fresh_import, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ import torch
 from infkit.compile.neuron import NeuronBackend
 from infkit.compile.neuronx import NeuronxBackend
 from infkit.errors import InfkitError
-from infkit.serve import neuron_cores
-from infkit.serve.runtime import ServedModel
+from infkit.serve.core import neuron_cores
+from infkit.serve.core.runtime import ServedModel
 from tests.helpers.neuron_models import fresh_import, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]

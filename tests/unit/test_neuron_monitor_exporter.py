@@ -13,7 +13,7 @@ import requests
 
 from infkit.monitor import prometheus
 from infkit.monitor.schema import parse_report
-from infkit.serve.config import free_ports
+from infkit.serve.core.config import free_ports
 from tests.helpers.neuron_monitor import ROOT, line, load, parse_exposition, value, with_util
 
 

@@ -18,8 +18,8 @@ from infkit.compile import neuron_native
 from infkit.compile.neuron_native import NeuronNativeBackend
 from infkit.compile.registry import resolve
 from infkit.errors import InfkitError
-from infkit.serve import neuron_cores
-from infkit.serve.runtime import ServedModel
+from infkit.serve.core import neuron_cores
+from infkit.serve.core.runtime import ServedModel
 from tests.helpers.neuron_models import fresh_import
 
 NUM, VISIBLE = "NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES"

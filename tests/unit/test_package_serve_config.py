@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 
 from infkit.errors import InfkitError
 from infkit.package import run as package_stage
-from infkit.serve import logs, server
-from infkit.serve.archives import check_models
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.archives import check_models
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.torchserve import logs, server
 from infkit.utils.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ import yaml
 
 from infkit.errors import InfkitError
 from infkit.serve import engine
-from infkit.serve.auth import read_keys
-from infkit.serve.process import STATE_FILE
+from infkit.serve.core.auth import read_keys
+from infkit.serve.core.process import STATE_FILE
 from infkit.serve.ray import config as rc
 from infkit.serve.ray.head import with_aliases
 from infkit.serve.ray.lifecycle import check_state_dir, private_cpus, write_keys

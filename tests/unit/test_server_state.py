@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from infkit.errors import InfkitError
-from infkit.serve import server
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.torchserve import server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +140,7 @@ def test_free_ports_are_distinct_bindable_and_outside_the_range_of_outgoing_conn
     server binds it (Serve's proxy once failed with "Address already in use" while its Ray made hundreds)."""
     import socket
 
-    from infkit.serve.config import RAY_PORT_RANGES, _ephemeral_range, free_ports
+    from infkit.serve.core.config import RAY_PORT_RANGES, _ephemeral_range, free_ports
 
     keys = tuple(f"p{i}" for i in range(12))
     ports = free_ports("127.0.0.1", keys)

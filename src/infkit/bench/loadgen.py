@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from infkit.bench.http1 import Connection
 from infkit.bench.record import Record
-from infkit.serve.auth import auth_header
+from infkit.serve.core.auth import auth_header
 
 
 @dataclass

@@ -14,12 +14,11 @@ from infkit.bench import loadgen
 from infkit.bench.runner import LevelSpec, run_level
 from infkit.bench.stats import MAX_ERROR_RATE, percentiles
 from infkit.errors import InfkitError
-from infkit.serve import logs
-from infkit.serve.process import group_members, read_state
+from infkit.serve.core.process import group_members, log_bytes, read_state
 
 
 def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
-    """The frontend (java, and the front before it when on: infkit.serve.front and nginx) and the Python workers of
+    """The frontend (java, and the front before it when on: infkit.serve.core.front and nginx) and the Python workers of
     the TorchServe started from state_dir."""
     state = read_state(Path(state_dir))
     out: dict[str, list[psutil.Process]] = {"frontend": [], "workers": []}
@@ -30,7 +29,7 @@ def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
             continue
         if "model_service_worker" in cmd:
             out["workers"].append(proc)
-        elif "java" in cmd or "infkit.serve.front" in cmd or cmd.startswith("nginx"):
+        elif "java" in cmd or "infkit.serve.core.front" in cmd or cmd.startswith("nginx"):
             out["frontend"].append(proc)
     return out
 
@@ -62,7 +61,7 @@ class Sampler:
         return {
             "t": time.perf_counter(),
             **memory_mib(self.state_dir),
-            "log_bytes": logs.log_bytes(self.state_dir / "logs"),
+            "log_bytes": log_bytes(self.state_dir / "logs"),
         }
 
     def _run(self) -> None:

@@ -32,7 +32,7 @@ from infkit.bench.runner import LevelSpec, sweep
 from infkit.bench.stats import CPU_LIMIT, MAX_ERROR_RATE
 from infkit.errors import InfkitError
 from infkit.resources import sample_images
-from infkit.serve.auth import inference_token
+from infkit.serve.core.auth import inference_token
 from infkit.utils.argtypes import fraction, parse_levels, positive, processes, share
 
 

@@ -13,8 +13,8 @@ import requests
 from PIL import Image
 
 from infkit.cli._common import guarded
-from infkit.serve.auth import auth_header, inference_token
-from infkit.serve.overlay import render
+from infkit.serve.core.auth import auth_header, inference_token
+from infkit.serve.core.overlay import render
 
 
 @guarded

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from infkit.serve import engine as engines
-    from infkit.serve.config import ServerConfig
+    from infkit.serve.core.config import ServerConfig
     from infkit.utils.compose import compose_config
 
     argv = list(sys.argv[1:] if argv is None else argv)

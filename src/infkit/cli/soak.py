@@ -25,7 +25,7 @@ from infkit.bench.report import json_safe
 from infkit.bench.stats import MAX_ERROR_RATE
 from infkit.cli._common import guarded
 from infkit.resources import sample_images
-from infkit.serve.auth import inference_token
+from infkit.serve.core.auth import inference_token
 from infkit.utils.argtypes import share
 
 

@@ -39,7 +39,7 @@ class Backend(Protocol):
 
         Backends that record `allow_spinning` in their options (the ONNX Runtime ones) also take `spinning: bool`
         (default False): serving passes True only where that was measured to help and the worker's cores are
-        its own (infkit.serve.runtime)."""
+        its own (infkit.serve.core.runtime)."""
 
     def versions(self) -> dict[str, str]:
         """Versions of the libraries this backend depends on."""

@@ -1,7 +1,7 @@
 """Running a batch on compiled batch sizes: the one padding rule, for the parity check and for serving.
 
 A batch is a torch tensor (artifacts that run on torch, and the compile-time checks) or a numpy array (ONNX Runtime
-artifacts served without torch: infkit.serve.runtime); the output is of the same kind, and torch is only touched
+artifacts served without torch: infkit.serve.core.runtime); the output is of the same kind, and torch is only touched
 for tensors."""
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ class NeuronNativeBackend:
 
     def prepare_load(self, path: Path, options: Mapping[str, Any], env: MutableMapping[str, str] | None = None) -> Path:
         """Unpack the artifact (once per model folder; a temporary folder where that is read-only) and set the SDK's
-        variables to its NEFF cache. Call before the SDK is imported (infkit.serve.runtime does)."""
+        variables to its NEFF cache. Call before the SDK is imported (infkit.serve.core.runtime does)."""
         path = Path(path)
         target = path.with_name(path.name + ".d")
         digest = sha256(path)

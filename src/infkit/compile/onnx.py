@@ -44,7 +44,7 @@ class OnnxBackend:
     static_batch = False
     #: the model runs on ONNX Runtime's own thread pool: torch only normalises the batch and takes the top-k
     own_thread_pool = True
-    #: serving needs no torch: the batch is a numpy array, ONNX Runtime runs it (infkit.serve.runtime)
+    #: serving needs no torch: the batch is a numpy array, ONNX Runtime runs it (infkit.serve.core.runtime)
     torch_free = True
     #: the compile.* keys this backend reads (besides backend, batch_sizes and min_top1_agreement)
     option_names = frozenset({"opset", "allow_spinning"})

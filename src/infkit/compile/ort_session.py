@@ -45,7 +45,7 @@ def session(path: Path, threads: int | None = None, spinning: bool = False):
 
 def runner(sess):
     """A callable (N,C,H,W) float batch -> (N,classes) logits of the same kind: a numpy array for a numpy array (the
-    torch-free serving path, infkit.serve.runtime), a tensor for a tensor (compile-time checks, benchmarks)."""
+    torch-free serving path, infkit.serve.core.runtime), a tensor for a tensor (compile-time checks, benchmarks)."""
     input_name = sess.get_inputs()[0].name
 
     def run(x):

@@ -18,7 +18,7 @@ from infkit.compile import manifest as mf
 from infkit.compile import parity
 from infkit.errors import InfkitError
 from infkit.resources import handler_file
-from infkit.serve import neuron_cores
+from infkit.serve.core import neuron_cores
 
 log = logging.getLogger(__name__)
 

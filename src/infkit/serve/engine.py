@@ -7,7 +7,7 @@
 start returns the state (engine, pid, pgid, urls, key_file, state_dir, models, failed, server, ...), also saved as
 <state_dir>/server.json. stop and status read the engine from that file (a state without "engine" was written by
 TorchServe's lifecycle), so `serve stop` stops whatever started there. The CLI, demo, tune and the benchmark use
-this module only; an engine's internals stay in its own module (infkit.serve.server for TorchServe,
+this module only; an engine's internals stay in its own module (infkit.serve.torchserve.server for TorchServe,
 infkit.serve.ray for Ray Serve, imported only when that engine is used)."""
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from infkit.errors import InfkitError
-from infkit.serve.config import ServerConfig
-from infkit.serve.process import read_state
-from infkit.serve.server import Stopped
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.process import Stopped, read_state
 
 __all__ = ["ENGINES", "Engine", "Stopped", "engine_of", "get_engine", "status", "stop"]
 
@@ -53,7 +52,7 @@ class TorchServeEngine:
         self.options = dict(options or {})
 
     def start(self, server, model_store, state_dir, models=None, strict=None, stop_command="", log=print) -> dict:
-        from infkit.serve import server as torchserve
+        from infkit.serve.torchserve import server as torchserve
 
         state = torchserve.start(
             server, model_store, state_dir, models, strict, stop_command or "python src/serve.py stop", log
@@ -61,12 +60,12 @@ class TorchServeEngine:
         return {"engine": self.name, **state}
 
     def stop(self, state_dir: Path) -> Stopped:
-        from infkit.serve import server as torchserve
+        from infkit.serve.torchserve import server as torchserve
 
         return torchserve.stop(state_dir)
 
     def status(self, state_dir: Path) -> dict:
-        from infkit.serve import server as torchserve
+        from infkit.serve.torchserve import server as torchserve
 
         return {"engine": self.name, **torchserve.status(state_dir)}
 

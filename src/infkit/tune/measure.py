@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 from infkit.bench import loadgen, runner
 from infkit.bench.stats import MAX_ERROR_RATE
 from infkit.errors import InfkitError
-from infkit.serve.auth import inference_token
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.auth import inference_token
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.process import STATE_FILE
 from infkit.serve.engine import get_engine
-from infkit.serve.process import STATE_FILE
 from infkit.tune.space import Candidate
 from infkit.utils.compose import compose_config
 

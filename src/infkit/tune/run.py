@@ -13,7 +13,7 @@ from infkit.bench import busy
 from infkit.bench.machine import machine_info
 from infkit.compile import manifest as mf
 from infkit.errors import InfkitError
-from infkit.serve import neuron_cores
+from infkit.serve.core import neuron_cores
 from infkit.tune import reference, report
 from infkit.tune.measure import Load, Measurer, package
 from infkit.tune.objective import Budget, Objective

@@ -1,6 +1,6 @@
-"""The Ray Serve application: one InfkitModel deployment per .mar (infkit.serve.service.Service behind @serve.batch)
-and the InfkitIngress, which answers TorchServe's routes, auth and limits over HTTP and TorchServe's gRPC inference
-service (proto/inference.proto) through Serve's gRPC proxy. Each model application also answers its own
+"""The Ray Serve application: one InfkitModel deployment per .mar (infkit.serve.core.service.Service behind
+@serve.batch) and the InfkitIngress, which answers TorchServe's routes, auth and limits over HTTP and TorchServe's gRPC
+inference service (proto/inference.proto) through Serve's gRPC proxy. Each model application also answers its own
 /predictions/<model> route (its route prefix): Serve's proxy hands those requests straight to a model replica, one
 actor call per request instead of two (proxy -> ingress -> model), with the same auth, limits and answers.
 
@@ -23,7 +23,7 @@ from typing import Any
 from ray import serve
 from ray.serve.metrics import Counter
 
-from infkit.serve.auth import inference_token
+from infkit.serve.core.auth import inference_token
 
 MODEL_TAGS = ("model_name",)
 #: TorchServe's answer to a missing or wrong token (the same status and words clients already handle)
@@ -193,8 +193,8 @@ class InfkitModel:
     ):
         """`http`: what answering the model's own /predictions/<model> route needs (key_file, max_request_size,
         version, counters_dir); None: the model is reached through the ingress only."""
-        from infkit.serve.runtime import cores_shared
-        from infkit.serve.service import STAGE_METRICS, Service
+        from infkit.serve.core.runtime import cores_shared
+        from infkit.serve.core.service import STAGE_METRICS, Service
 
         self.name = name
         self.directory = Path(tempfile.mkdtemp(prefix=f"infkit-ray-{name}-"))
@@ -360,7 +360,7 @@ class InfkitIngress:
     @property
     def pb2(self):
         if self._pb2 is None:
-            from infkit.serve.grpc_client import generate_stubs
+            from infkit.serve.core.grpc_client import generate_stubs
 
             self._pb2, _ = generate_stubs(self.stubs_dir)
         return self._pb2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-from infkit.serve.grpc_client import generate_stubs
+from infkit.serve.core.grpc_client import generate_stubs
 
 _where = tempfile.mkdtemp(prefix="infkit-grpc-")
 try:

@@ -1,7 +1,7 @@
 """The Ray engine's lifecycle: start (a private Ray, or an existing cluster), stop, status.
 
 A private Ray (serve.ray.address: null) is started for the server and stopped with it: its head runs in a new
-process group that infkit records (pid, pgid, start time: infkit.serve.process) and stop signals that group only,
+process group that infkit records (pid, pgid, start time: infkit.serve.core.process) and stop signals that group only,
 never `ray stop` (which stops every Ray of the user on the machine). Ray's own servers (GCS, raylet, agents) listen
 on 127.0.0.1 only (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's single-machine mode), cluster token authentication is
 on (RAY_AUTH_MODE=token, the token in the state folder), the dashboard is off, and Ray's temp dir is <state>/ray.
@@ -27,11 +27,11 @@ import psutil
 import requests
 
 from infkit.errors import InfkitError
-from infkit.serve.archives import check_models
-from infkit.serve.auth import KEY_FILE, auth_header, read_keys
-from infkit.serve.config import ServerConfig, free_ports
-from infkit.serve.front import NGINX_FIX, find_nginx
-from infkit.serve.process import STATE_FILE, forget, group_tree, read_state, verdict
+from infkit.serve.core.archives import check_models
+from infkit.serve.core.auth import KEY_FILE, auth_header, read_keys
+from infkit.serve.core.config import ServerConfig, free_ports
+from infkit.serve.core.front import NGINX_FIX, find_nginx
+from infkit.serve.core.process import STATE_FILE, forget, group_tree, read_state, verdict
 from infkit.serve.ray.config import (
     COUNTERS_DIR,
     INGRESS_APP,
@@ -211,7 +211,7 @@ def start(
     key_file.unlink(missing_ok=True)
     if server.token_auth:
         write_keys(key_file)
-    from infkit.serve.grpc_client import generate_stubs
+    from infkit.serve.core.grpc_client import generate_stubs
 
     generate_stubs(state_dir / "grpc")
     max_image = max(s.max_image_bytes for s in specs.values())
@@ -310,7 +310,7 @@ def start(
     ]
     if nginx:  # the front leads the process group and runs nginx and Ray's head as its children
         cmd = [
-            *(sys.executable, "-m", "infkit.serve.front"),
+            *(sys.executable, "-m", "infkit.serve.core.front"),
             *(
                 "--listen",
                 f"{server.address}:{server.inference_port}",
@@ -451,7 +451,7 @@ def stop(state_dir: Path, timeout: float = 8.0):
     """Stop what start started from state_dir: the private Ray's whole process group (SIGTERM, then SIGKILL), or
     on an existing cluster our applications only. A state naming a process infkit did not start is removed and
     nothing is signalled."""
-    from infkit.serve.engine import Stopped
+    from infkit.serve.core.process import Stopped
 
     state_dir = Path(state_dir)
     state = read_state(state_dir)

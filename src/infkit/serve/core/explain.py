@@ -36,7 +36,7 @@ def torch_and_captum() -> str | None:
 
 
 def make_explainer(model, n_steps: int = 32, method: str = "auto"):
-    """The explainer for a loaded infkit.serve.runtime.ServedModel (see the module's docstring for `method`)."""
+    """The explainer for a loaded infkit.serve.core.runtime.ServedModel (see the module's docstring for `method`)."""
     if method not in METHODS:
         raise InfkitError(f"explain_method={method!r} is not one of {', '.join(METHODS)}")
     if method == "auto":

@@ -1,7 +1,7 @@
 """TorchServe's lifecycle: start (ready when workers are READY, load failures named within seconds), status, stop.
 
 Everything a running server needs lives in one state folder: config.properties, log4j2.xml, key_file.json (token
-authorization), server.json (infkit.serve.process: whose identity is checked before it is trusted) and the logs.
+authorization), server.json (infkit.serve.core.process: whose identity is checked before it is trusted) and the logs.
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import requests
 
 from infkit.errors import InfkitError
-from infkit.serve import logs
-from infkit.serve.archives import check_models
-from infkit.serve.auth import KEY_FILE, read_keys
-from infkit.serve.config import ServerConfig, free_ports
-from infkit.serve.front import NGINX_FIX, find_nginx
-from infkit.serve.java import java_env
-from infkit.serve.process import STATE_FILE, forget, read_state, verdict
-from infkit.serve.readiness import describe, wait_front, wait_ready
+from infkit.serve.core.archives import check_models
+from infkit.serve.core.auth import KEY_FILE, read_keys
+from infkit.serve.core.config import ServerConfig, free_ports
+from infkit.serve.core.front import NGINX_FIX, find_nginx
+from infkit.serve.core.process import STATE_FILE, Stopped, forget, read_state, verdict
+from infkit.serve.torchserve import logs
+from infkit.serve.torchserve.java import java_env
+from infkit.serve.torchserve.readiness import describe, wait_front, wait_ready
 
 # -- start ---------------------------------------------------------------------------------------
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL (Linux)
@@ -111,7 +110,7 @@ def start(
         cmd.append("--disable-token-auth")
     if upstream:  # the front leads the process group and runs nginx and TorchServe as its children
         cmd = [
-            *(sys.executable, "-m", "infkit.serve.front"),
+            *(sys.executable, "-m", "infkit.serve.core.front"),
             *("--listen", f"{server.address}:{server.inference_port}", "--upstream", f"127.0.0.1:{upstream}"),
             *("--prefix", str(state_dir / "front"), "--max-body", str(server.request_limit(max_image))),
             *("--read-timeout", str(max(a.response_timeout for a in archives.values()) + 10)),
@@ -170,15 +169,6 @@ def _save(state_dir: Path, state: dict) -> None:
 
 
 # -- stop and status -----------------------------------------------------------------------------
-@dataclass
-class Stopped:
-    was_running: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.was_running
-
-
 def stop(state_dir: Path, timeout: float = 30.0) -> Stopped:
     """Stop the server started from state_dir and every process of its group. Saved state that names a process
     infkit did not start is removed, and nothing is signalled."""

@@ -1,7 +1,7 @@
 """decode -> preprocess -> batch -> infer -> top-k for one TorchServe batch, with per-item errors.
 
-ONNX Runtime artifacts go through all of it without torch (numpy batches: infkit.serve.runtime); their
-explanations are Integrated Gradients where torch and captum import, else occlusion (infkit.serve.explain)."""
+ONNX Runtime artifacts go through all of it without torch (numpy batches: infkit.serve.core.runtime); their
+explanations are Integrated Gradients where torch and captum import, else occlusion (infkit.serve.core.explain)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from infkit.serve.decode import DEFAULT_MAX_BYTES, ItemError, decode_requests
-from infkit.serve.runtime import ServedModel
+from infkit.serve.core.decode import DEFAULT_MAX_BYTES, ItemError, decode_requests
+from infkit.serve.core.runtime import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Service:
     @property
     def explainer(self):
         if self._explainer is None:  # only workers that get explanation requests pay for it
-            from infkit.serve.explain import make_explainer
+            from infkit.serve.core.explain import make_explainer
 
             self._explainer = make_explainer(self.model, n_steps=self.explain_steps, method=self.explain_method)
         return self._explainer

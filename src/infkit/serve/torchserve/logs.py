@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.core.process import log_bytes  # noqa: F401  (its old place: infkit.serve.logs.log_bytes)
 
 #: what TorchServe 0.12 logs at INFO for every request or batch: the Python worker's "Backend received inference at",
 #: the frontend's batch and response bookkeeping, and each worker's per-request metric line echoed from its stdout
@@ -71,7 +72,7 @@ def log4j2_xml(log_dir: Path | None, cfg: ServerConfig) -> str:
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<!-- written by infkit (infkit.serve.logs); change serve.server.log_* instead of editing it -->\n"
+        "<!-- written by infkit (infkit.serve.torchserve.logs); change serve.server.log_* instead of editing it -->\n"
         "<Configuration>\n  <Appenders>\n"
         + appenders
         + "  </Appenders>\n  <Loggers>\n"
@@ -139,8 +140,3 @@ def last_errors(log_dir: Path, model: str | None = None, max_lines: int = 12) ->
         ]
         lines += [f"{name}: {ln.strip()[:300]}" for ln in hits[-max_lines:]]
     return "\n".join(lines[-max_lines:]) or "(no error lines in the logs)"
-
-
-def log_bytes(log_dir: Path) -> int:
-    """Bytes in the log folder (all files, rotated ones included)."""
-    return sum(p.stat().st_size for p in Path(log_dir).glob("*") if p.is_file())

@@ -6,7 +6,7 @@ for some images. nginx hands such bodies on as application/octet-stream, the raw
 reads client bytes: nginx (maintained, widely deployed) parses requests with explicit limits on the request line,
 headers, body, time and connections, and answers malformed ones itself (docs/security.md).
 
-    python -m infkit.serve.front --listen 127.0.0.1:8080 --upstream 127.0.0.1:8090 --prefix DIR \
+    python -m infkit.serve.core.front --listen 127.0.0.1:8080 --upstream 127.0.0.1:8090 --prefix DIR \
         [--max-body BYTES] [--read-timeout S] [--max-connections N] -- torchserve --foreground ...
 
 runs nginx and the given server as children of this process, which leads their process group: they live and end
@@ -80,7 +80,7 @@ def nginx_conf(listen: tuple[str, int], upstream: tuple[str, int], prefix: Path,
         f"    {kind}_temp_path {prefix / 'temp' / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    return f"""# written by infkit.serve.front at every start; edits are lost
+    return f"""# written by infkit.serve.core.front at every start; edits are lost
 {user}worker_processes 1;
 worker_rlimit_nofile {2 * limits.max_connections + 64};
 pid {prefix / "nginx.pid"};

@@ -46,8 +46,8 @@ class ServerConfig:
     netty_client_threads: int = 0
     #: requests a model's queue holds before TorchServe answers 503
     job_queue_size: int = 100
-    #: what listens on inference_port: nginx (infkit.serve.front: it parses clients' HTTP, TorchServe's inference API
-    #: behind it on a free loopback port) or none (TorchServe itself)
+    #: what listens on inference_port: nginx (infkit.serve.core.front: it parses clients' HTTP, TorchServe's inference
+    #: API behind it on a free loopback port) or none (TorchServe itself)
     front: str = "nginx"
     #: connections the front holds at once (clients and TorchServe's together)
     max_connections: int = 4096

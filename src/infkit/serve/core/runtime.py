@@ -23,7 +23,7 @@ from infkit.compile.batching import run_bucketed
 from infkit.compile.registry import get_backend
 from infkit.data.transforms import to_mode
 from infkit.errors import InfkitError
-from infkit.serve import neuron_cores
+from infkit.serve.core import neuron_cores
 from infkit.utils.cpu import usable_cores
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from infkit.errors import InfkitError
-from infkit.serve.auth import auth_header
+from infkit.serve.core.auth import auth_header
 
 
 def generate_stubs(out_dir: str | Path | None = None, proto_dir: Path | None = None):

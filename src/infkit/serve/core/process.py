@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -79,3 +80,19 @@ def forget(state_dir: Path, state: dict, why: str) -> str:
         f"(pid {state['pid']}) is gone — it crashed or was stopped "
         f"outside infkit (logs: {Path(state_dir) / 'logs'}); stale state removed"
     )
+
+
+@dataclass
+class Stopped:
+    """What an engine's stop did: true when something of ours was running and was stopped."""
+
+    was_running: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.was_running
+
+
+def log_bytes(log_dir: Path) -> int:
+    """Bytes in the log folder (all files, rotated ones included)."""
+    return sum(p.stat().st_size for p in Path(log_dir).glob("*") if p.is_file())

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from infkit.errors import InfkitError
-from infkit.serve.decode import DEFAULT_MAX_BYTES
+from infkit.serve.core.decode import DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import requests
 
 from infkit.errors import InfkitError
-from infkit.serve import logs
-from infkit.serve.auth import KEY_FILE, auth_header, read_keys
-from infkit.serve.config import ServerConfig
+from infkit.serve.core.auth import KEY_FILE, auth_header, read_keys
+from infkit.serve.core.config import ServerConfig
+from infkit.serve.torchserve import logs
 
 
 # -- start ---------------------------------------------------------------------------------------
