@@ -151,3 +151,17 @@ def test_free_ports_are_distinct_bindable_and_outside_the_range_of_outgoing_conn
     for port in ports.values():
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
+
+
+def test_free_ports_do_not_follow_a_seeded_random_module():
+    """Training seeds Python's `random` (Lightning's seed_everything): two processes that trained with the same seed
+    must still be given different ports (two pytest workers' tune servers once got the same ones)."""
+    import random
+
+    from infkit.serve.config import free_ports
+
+    keys = tuple(f"p{i}" for i in range(6))
+    random.seed(12345)
+    first = free_ports("127.0.0.1", keys)
+    random.seed(12345)
+    assert free_ports("127.0.0.1", keys) != first

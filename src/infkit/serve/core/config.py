@@ -209,6 +209,9 @@ def _ephemeral_range() -> tuple[int, int]:
 RAY_PORT_RANGES = ((10002, 19999), (30000, 31000), (40000, 41000))
 
 
+_PICK = random.SystemRandom()
+
+
 def _taken_by_ray(port: int) -> bool:
     return any(low <= port <= high for low, high in RAY_PORT_RANGES)
 
@@ -221,7 +224,9 @@ def free_ports(host: str = "127.0.0.1", keys: tuple[str, ...] = PORT_KEYS) -> di
     Falls back to a port the OS picks."""
     low, high = _ephemeral_range()
     candidates = [p for p in range(10000, 65536) if not low <= p <= high and not _taken_by_ray(p)]
-    random.shuffle(candidates)
+    # the OS's randomness, not the `random` module's: a training seeds that (Lightning's seed_everything), and two
+    # processes that trained with the same seed then picked the same "free" ports (two pytest workers' servers did)
+    _PICK.shuffle(candidates)
     socks, out = [], {}
     try:
         for key in keys:
