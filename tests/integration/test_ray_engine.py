@@ -158,6 +158,21 @@ def test_every_listening_socket_is_on_the_loopback(ray_server):
     assert all("ProxyActor" in cmd for *_, cmd in shared), shared
 
 
+def test_the_private_ray_runs_no_log_or_autoscaler_monitor(ray_server):
+    """A private Ray is one machine with no driver attached: Ray's log monitor and autoscaler monitor are not started
+    (docs/serving-engines.md, "Where a request goes, and what it costs")."""
+    from infkit.serve.ray.lifecycle import our_processes
+
+    commands = []
+    for p in our_processes(ray_server["state"]):
+        try:
+            commands.append(" ".join(p.cmdline()))
+        except psutil.Error:
+            continue
+    assert any("gcs_server" in c for c in commands), commands  # the tree was read
+    assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c], commands
+
+
 def test_haproxy_files_are_the_servers_own_and_its_admin_socket_is_private(ray_server):
     """Serve's HAProxy ingress writes under <state_dir>/h (0700), its admin socket (`level admin`) is 0600, and its
     config binds the metrics and stats frontends to the loopback (Ray's template says every interface)."""

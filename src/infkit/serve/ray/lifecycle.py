@@ -287,6 +287,9 @@ def start(
         *("--include-dashboard", "false", "--num-cpus", str(num_cpus)),
         # the log monitor copies workers' log lines to drivers; infkit attaches none (logs stay in <state>/ray)
         *("--include-log-monitor", "false"),
+        # the autoscaler monitor adds and removes nodes; a private Ray has one machine and never more (Serve's own
+        # replica autoscaling, minWorkers..maxWorkers, runs in its controller). One process and ~90 MiB fewer
+        "--no-monitor",
         *("--object-store-memory", str(settings.object_store_mb * 1024 * 1024)),
         *("--temp-dir", str(state_dir / "ray"), "--metrics-export-port", str(internal["ray_metrics"])),
         *("--min-worker-port", "0", "--max-worker-port", "0", "--dashboard-agent-listen-port", "0"),
