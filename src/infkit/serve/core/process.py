@@ -82,6 +82,19 @@ def forget(state_dir: Path, state: dict, why: str) -> str:
     )
 
 
+def running_state(state_dir: Path, judge=verdict) -> tuple[dict, None] | tuple[None, dict]:
+    """(state, None) when the server saved in state_dir is running and ours (`judge(state) == "ours"`); (None, the
+    status to report) when nothing is saved, or it crashed or is not ours: its saved state is then forgotten."""
+    state = read_state(state_dir)
+    if not state:
+        return None, {"running": False, "state_dir": str(state_dir)}
+    why = judge(state)
+    if why != "ours":
+        message = forget(state_dir, state, why)
+        return None, {"running": False, "crashed": why == "gone", "state_dir": str(state_dir), "message": message}
+    return state, None
+
+
 @dataclass
 class Stopped:
     """What an engine's stop did: true when something of ours was running and was stopped."""

@@ -31,7 +31,7 @@ from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
 from infkit.serve.core.front import NGINX_FIX, find_nginx
-from infkit.serve.core.process import STATE_FILE, forget, group_tree, read_state, verdict
+from infkit.serve.core.process import STATE_FILE, forget, group_tree, read_state, running_state, verdict
 from infkit.serve.ray.config import (
     COUNTERS_DIR,
     INGRESS_APP,
@@ -505,17 +505,10 @@ def stop(state_dir: Path, timeout: float = 8.0):
 def status(state_dir: Path) -> dict:
     """{'running': bool, ...}: the saved state and whether the inference port answers /ping."""
     state_dir = Path(state_dir)
-    state = read_state(state_dir)
-    if not state:
-        return {"running": False, "state_dir": str(state_dir)}
-    why = "ours" if state.get("external") else verdict(state)
-    if why != "ours":
-        return {
-            "running": False,
-            "crashed": why == "gone",
-            "state_dir": str(state_dir),
-            "message": forget(state_dir, state, why),
-        }
+    # applications on a cluster (serve.ray.address) have no process of ours to check
+    state, not_running = running_state(state_dir, lambda s: "ours" if s.get("external") else verdict(s))
+    if state is None:
+        return not_running
     server = ServerConfig.from_mapping(state["server"])
     keys = read_keys(state_dir / KEY_FILE)
     url = f"{server.urls()['inference']}/ping".replace("0.0.0.0", "127.0.0.1")

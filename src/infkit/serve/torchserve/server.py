@@ -22,7 +22,7 @@ from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
 from infkit.serve.core.front import NGINX_FIX, find_nginx
-from infkit.serve.core.process import STATE_FILE, Stopped, forget, read_state, verdict
+from infkit.serve.core.process import STATE_FILE, Stopped, forget, read_state, running_state, verdict
 from infkit.serve.torchserve import logs
 from infkit.serve.torchserve.java import java_env
 from infkit.serve.torchserve.readiness import describe, wait_front, wait_ready
@@ -203,17 +203,9 @@ def stop(state_dir: Path, timeout: float = 30.0) -> Stopped:
 def status(state_dir: Path) -> dict:
     """{'running': bool, ...}: the saved state with each model's worker statuses, or why it is not running."""
     state_dir = Path(state_dir)
-    state = read_state(state_dir)
-    if not state:
-        return {"running": False, "state_dir": str(state_dir)}
-    why = verdict(state)
-    if why != "ours":
-        return {
-            "running": False,
-            "crashed": why == "gone",
-            "state_dir": str(state_dir),
-            "message": forget(state_dir, state, why),
-        }
+    state, not_running = running_state(state_dir)
+    if state is None:
+        return not_running
     server = ServerConfig.from_mapping(state["server"])
     keys = read_keys(state_dir / KEY_FILE)
     workers = {}
