@@ -1,7 +1,9 @@
 """Models that cannot load: named with the reason within seconds; the good ones beside them are served."""
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +35,14 @@ def archive(compiled: Path, store: Path, name: str, tamper: bool = False) -> Pat
         artifact = src / "digits_resnet18.onnx"
         artifact.write_bytes(artifact.read_bytes() + b"\0")  # the manifest's sha256 no longer matches
     store.mkdir(exist_ok=True)
-    subprocess.run(
-        archiver_command(name, "1.0", src, mf.read(src), model_config_file(), store), check=True, capture_output=True
-    )
+    # the archiver stages in $TMPDIR/<model name> and deletes what is there first: two tests of this file archive a
+    # "tampered" model, and on two pytest workers at once one archiver removed the other's files. A private TMPDIR,
+    # as package.run gives it
+    with tempfile.TemporaryDirectory(dir=store.parent) as tmp:
+        env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
+        cmd = archiver_command(name, "1.0", src, mf.read(src), model_config_file(), store)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
     return store / f"{name}.mar"
 
 
