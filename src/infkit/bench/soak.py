@@ -14,6 +14,7 @@ from infkit.bench import loadgen
 from infkit.bench.runner import LevelSpec, run_level
 from infkit.bench.stats import MAX_ERROR_RATE, percentiles
 from infkit.errors import InfkitError
+from infkit.serve.core import front
 from infkit.serve.core.process import group_members, log_bytes, read_state
 
 
@@ -29,7 +30,7 @@ def server_processes(state_dir: Path) -> dict[str, list[psutil.Process]]:
             continue
         if "model_service_worker" in cmd:
             out["workers"].append(proc)
-        elif "java" in cmd or "infkit.serve.core.front" in cmd or cmd.startswith("nginx"):
+        elif "java" in cmd or front.MODULE in cmd or front.OLD_MODULE in cmd or cmd.startswith("nginx"):
             out["frontend"].append(proc)
     return out
 

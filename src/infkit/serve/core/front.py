@@ -35,6 +35,31 @@ NGINX_FIX = (
 )
 
 
+#: the module the servers run the front as (`python -m MODULE ...`, command below); OLD_MODULE is its path before
+#: serve/ was split, which a server started by an earlier release still shows in its command line
+MODULE = "infkit.serve.core.front"
+OLD_MODULE = "infkit.serve.front"
+
+
+def command(
+    listen: tuple[str, int],
+    upstream_port: int,
+    prefix: Path,
+    max_body: int,
+    read_timeout: float,
+    max_connections: int,
+    child: list[str],
+) -> list[str]:
+    """How an engine runs the front: nginx on `listen` before 127.0.0.1:`upstream_port`, and `child` (the engine's own
+    server command) as the front's child, so the front leads the process group."""
+    return [
+        *(sys.executable, "-m", MODULE),
+        *("--listen", f"{listen[0]}:{listen[1]}", "--upstream", f"127.0.0.1:{upstream_port}"),
+        *("--prefix", str(prefix), "--max-body", str(max_body), "--read-timeout", str(read_timeout)),
+        *("--max-connections", str(max_connections), "--", *child),
+    ]
+
+
 def find_nginx() -> str | None:
     """nginx on PATH, or where distributions put it (/usr/sbin is often not on a user's PATH)."""
     found = shutil.which("nginx")

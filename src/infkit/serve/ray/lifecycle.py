@@ -27,6 +27,7 @@ import psutil
 import requests
 
 from infkit.errors import InfkitError
+from infkit.serve.core import front
 from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
@@ -312,17 +313,15 @@ def start(
         *ray_cmd,
     ]
     if nginx:  # the front leads the process group and runs nginx and Ray's head as its children
-        cmd = [
-            *(sys.executable, "-m", "infkit.serve.core.front"),
-            *(
-                "--listen",
-                f"{server.address}:{server.inference_port}",
-                "--upstream",
-                f"127.0.0.1:{internal['upstream']}",
-            ),
-            *("--prefix", str(state_dir / "front"), "--max-body", str(server.request_limit(max_image))),
-            *("--read-timeout", "130", "--max-connections", str(server.max_connections), "--", *cmd),
-        ]
+        cmd = front.command(
+            (server.address, server.inference_port),
+            internal["upstream"],
+            state_dir / "front",
+            server.request_limit(max_image),
+            130,
+            server.max_connections,
+            cmd,
+        )
     out = log_dir / "ray.out"
     if out.exists():
         out.replace(log_dir / "ray.out.1")

@@ -18,6 +18,7 @@ import psutil
 import requests
 
 from infkit.errors import InfkitError
+from infkit.serve.core import front
 from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
@@ -109,13 +110,15 @@ def start(
     if not server.token_auth:
         cmd.append("--disable-token-auth")
     if upstream:  # the front leads the process group and runs nginx and TorchServe as its children
-        cmd = [
-            *(sys.executable, "-m", "infkit.serve.core.front"),
-            *("--listen", f"{server.address}:{server.inference_port}", "--upstream", f"127.0.0.1:{upstream}"),
-            *("--prefix", str(state_dir / "front"), "--max-body", str(server.request_limit(max_image))),
-            *("--read-timeout", str(max(a.response_timeout for a in archives.values()) + 10)),
-            *("--max-connections", str(server.max_connections), "--", *cmd),
-        ]
+        cmd = front.command(
+            (server.address, server.inference_port),
+            upstream,
+            state_dir / "front",
+            server.request_limit(max_image),
+            max(a.response_timeout for a in archives.values()) + 10,
+            server.max_connections,
+            cmd,
+        )
     env = {
         **environment,
         "LOG_LOCATION": str(log_dir),
