@@ -1,7 +1,8 @@
 """The Ray Serve engine end to end: one private Ray for the module serving the digits ONNX archive (packaged by
-src/package.py, as the TorchServe live server's) beside an archive that cannot load; tests/test_serve (REST, gRPC,
-explain, hostile clients) run unchanged against it; every listening socket of its process tree is on the loopback;
-status, and a stop that leaves no process behind."""
+src/package.py, as the TorchServe live server's) as `serve start serve.engine=ray` does for the demo's one archive (its
+application alone answers every route); tests/test_serve (REST, gRPC, explain, hostile clients) run unchanged against
+it; every listening socket of its process tree is on the loopback; status, and a stop that leaves no process behind.
+A second private Ray serves it beside an archive that cannot load, through the ingress application."""
 
 from __future__ import annotations
 
@@ -72,14 +73,17 @@ def ray_server(onnx_compiled, tmp_path_factory):
     store.mkdir()
     cfg = compose_config("package", [f"artifact_dir={onnx_compiled}", f"model_store={store}"], base / "package")
     model = package_stage.run(cfg).model_name
-    broken_copy(store / f"{model}.mar", store)
+    mixed = base / "mixed_store"  # the archive beside one that cannot load
+    mixed.mkdir()
+    shutil.copy(store / f"{model}.mar", mixed)
+    broken_copy(store / f"{model}.mar", mixed)
     serve_cfg = compose_config("serve", ["serve.engine=ray"], base)
     srv = ServerConfig.from_mapping(OmegaConf.to_container(serve_cfg.serve.server, resolve=True)).with_free_ports()
     engine = get_engine("ray", OmegaConf.to_container(serve_cfg.serve, resolve=True))
     # Ray's Unix sockets live under the state folder: a short one (pytest's tmp paths are too long)
     state_dir = Path(tempfile.mkdtemp(prefix="ir-")) / "serve"
     t0 = time.monotonic()
-    state = engine.start(srv, store, state_dir, strict=False, log=print)
+    state = engine.start(srv, store, state_dir, log=print)
     seconds = time.monotonic() - t0
     print(f"Ray engine ready in {seconds:.1f} s")
     yield {
@@ -90,6 +94,7 @@ def ray_server(onnx_compiled, tmp_path_factory):
         "engine": engine,
         "start_s": seconds,
         "store": store,
+        "mixed_store": mixed,
     }
     engine.stop(state_dir)
     shutil.rmtree(state_dir.parent, ignore_errors=True)
@@ -106,20 +111,12 @@ def test_the_live_suite_passes_unchanged(ray_server):
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
-def test_an_archive_that_cannot_load_is_named_and_the_other_serves(ray_server):
-    state = ray_server["state"]
-    assert state["models"] == [ray_server["model"]]
-    assert "digits_broken" in state["failed"] and "sha256" in state["failed"]["digits_broken"], state["failed"]
-    # named as Serve reports it (one constructor try), not after the start timeout
-    assert ray_server["start_s"] < ray_server["server"].start_timeout / 2
-
-
 def test_serve_config_file_is_next_to_the_state(ray_server):
     import yaml
 
     cfg = yaml.safe_load((ray_server["state_dir"] / "serve_config.yaml").read_text())
-    names = [a["name"] for a in cfg["applications"]]
-    assert names == [f"infkit-{ray_server['model']}", "infkit"]  # the model that failed is left out
+    # one model: its application is the only one, on every route (no ingress replica)
+    assert [(a["name"], a["route_prefix"]) for a in cfg["applications"]] == [(f"infkit-{ray_server['model']}", "/")]
     model_app = cfg["applications"][0]["deployments"][0]
     assert model_app["num_replicas"] == 2 and model_app["user_config"] == {
         "batch_size": 8,
@@ -183,29 +180,48 @@ def test_haproxy_files_are_the_servers_own_and_its_admin_socket_is_private(ray_s
     config = (node / "c").read_text()
     binds = [line.split()[1] for line in config.splitlines() if line.strip().startswith("bind ")]
     assert len(binds) == 4 and all(b.startswith("127.0.0.1:") for b in binds), binds
-    assert "mode 666" not in config and "default_backend grpc-infkit\n" in config
+    # a gRPC call naming no application goes to the only one, the model's
+    assert "mode 666" not in config and f"default_backend grpc-infkit-{ray_server['model']}\n" in config
 
 
-def test_the_python_proxy_ingress_serves_too(ray_server):
-    """serve.ray.ingress=proxy: Serve's Python proxy instead of HAProxy (what a cluster runs): a second private Ray
-    answers REST and gRPC, no HAProxy runs, and its listeners stay on the loopback."""
+def test_the_python_proxy_and_the_ingress_serve_beside_an_archive_that_cannot_load(ray_server):
+    """serve.ray.ingress=proxy: Serve's Python proxy instead of HAProxy (what a cluster runs), a second private Ray
+    given the archive and one that cannot load: that one is named as Serve reports it and the other is served, its
+    own route and the ingress application's (/ping, explanations, versions, gRPC); no HAProxy runs, and its
+    listeners stay on the loopback."""
+    import yaml
+
     from infkit.serve.engine import get_engine
     from infkit.serve.ray.lifecycle import our_processes
 
+    model = ray_server["model"]
     srv = ray_server["server"].with_free_ports()
     state_dir = Path(tempfile.mkdtemp(prefix="ir-")) / "serve"
     options = ray_server["engine"].options
     engine = get_engine("ray", {**options, "ray": {**options["ray"], "ingress": "proxy"}})
-    state = engine.start(srv, Path(ray_server["store"]), state_dir, [ray_server["model"]], log=print)
+    t0 = time.monotonic()
+    state = engine.start(srv, Path(ray_server["mixed_store"]), state_dir, strict=False, log=print)
+    seconds = time.monotonic() - t0
     try:
+        assert state["models"] == [model]
+        assert "digits_broken" in state["failed"] and "sha256" in state["failed"]["digits_broken"], state["failed"]
+        # named as Serve reports it (one constructor try), not after the start timeout
+        assert seconds < srv.start_timeout / 2
+        cfg = yaml.safe_load((state_dir / "serve_config.yaml").read_text())
+        assert [a["name"] for a in cfg["applications"]] == [f"infkit-{model}", "infkit"]  # the failed one left out
         found = listeners(our_processes(state))
         assert not [x for x in found if x[1] not in LOOPBACK], found
         assert not [x for x in found if "haproxy" in x[3]] and not (state_dir / "h").exists(), found
         png = (ROOT / "tests/resources/digits/0_6.png").read_bytes()
         key = json.loads((state_dir / "key_file.json").read_text())["inference"]["key"]
-        url = f"http://127.0.0.1:{srv.inference_port}/predictions/{ray_server['model']}"
-        answer = requests.post(url, data=png, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-        assert answer.status_code == 200 and next(iter(answer.json())) == "6", answer.text
+        auth = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{srv.inference_port}"
+        for route in (f"predictions/{model}", f"predictions/{model}/1.0"):  # the model's own route; the ingress
+            answer = requests.post(f"{base}/{route}", data=png, headers=auth, timeout=30)
+            assert answer.status_code == 200 and next(iter(answer.json())) == "6", (route, answer.text)
+        assert requests.get(f"{base}/ping", timeout=10).json() == {"status": "Healthy"}
+        missing = requests.post(f"{base}/predictions/digits_broken", data=png, headers=auth, timeout=30)
+        assert missing.status_code == 404 and missing.json()["type"] == "ModelNotFoundException", missing.text
         client = PredictionClient(f"127.0.0.1:{srv.grpc_inference_port}", key, state_dir / "stubs")
         try:
             assert next(iter(json.loads(client.predict(ray_server["model"], png)))) == "6"

@@ -88,21 +88,34 @@ def test_serve_config_is_a_valid_serve_deploy_schema(tmp_path):
     apps = {a["name"]: a for a in cluster["applications"]}  # on a cluster everything goes through the ingress
     assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] is None
     assert "http" not in apps["infkit-m"]["args"] and "counters_dir" not in apps["infkit"]["args"]
+    specs2 = {**specs, "n": rc.model_spec("n", make_mar(tmp_path / "n.mar", {"minWorkers": 1}), rc.RaySettings())}
     cfg = rc.serve_config(
-        specs, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s", model_routes=True
+        specs2, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s", model_routes=True
     )
     apps = {a["name"]: a for a in cfg["applications"]}
-    # the private Ray: the model answers its own predictions route (one actor call per request); the ingress the rest
+    # the private Ray: each model answers its own predictions route (one actor call per request); the ingress the rest
     assert apps["infkit"]["route_prefix"] == "/" and apps["infkit-m"]["route_prefix"] == "/predictions/m"
+    assert apps["infkit-n"]["route_prefix"] == "/predictions/n"
     http = apps["infkit-m"]["args"]["http"]
     assert http["key_file"] == "/s/key_file.json" and http["max_request_size"] == 1000 and http["version"] == "1.0"
     assert http["counters_dir"] == apps["infkit"]["args"]["counters_dir"] == "/s/counters"
-    assert apps["infkit"]["args"]["models"] == {"m": {"app": "infkit-m", "version": "1.0"}}
+    assert "stubs_dir" not in http  # gRPC goes to the ingress
+    assert apps["infkit"]["args"]["models"] == {
+        "m": {"app": "infkit-m", "version": "1.0"},
+        "n": {"app": "infkit-n", "version": "1.0"},
+    }
     assert cfg["grpc_options"]["grpc_servicer_functions"] == [rc.GRPC_SERVICER]
-    path = rc.write_serve_config(tmp_path, cfg)
-    assert yaml.safe_load(path.read_text()) == cfg
+    # one model on the private Ray: its application is the only one and answers every route and gRPC (no ingress)
+    alone = rc.serve_config(
+        specs, rc.RaySettings(), ("127.0.0.1", 8080), 7070, "/s/key_file.json", 1000, "/s", model_routes=True
+    )
+    assert [(a["name"], a["route_prefix"]) for a in alone["applications"]] == [("infkit-m", "/")]
+    assert alone["applications"][0]["args"]["http"]["stubs_dir"] == "/s/grpc"
     schema = pytest.importorskip("ray.serve.schema")
-    schema.ServeDeploySchema.model_validate(cfg)  # what `serve deploy` and KubeRay's serveConfigV2 accept
+    for config in (cfg, alone, cluster):
+        path = rc.write_serve_config(tmp_path, config)
+        assert yaml.safe_load(path.read_text()) == config
+        schema.ServeDeploySchema.model_validate(config)  # what `serve deploy` and KubeRay's serveConfigV2 accept
 
 
 def test_the_key_file_is_torchserves_format_and_mode_0600(tmp_path):

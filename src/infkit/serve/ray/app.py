@@ -2,7 +2,9 @@
 @serve.batch) and the InfkitIngress, which answers TorchServe's routes, auth and limits over HTTP and TorchServe's gRPC
 inference service (proto/inference.proto) through Serve's gRPC proxy. Each model application also answers its own
 /predictions/<model> route (its route prefix): Serve's proxy hands those requests straight to a model replica, one
-actor call per request instead of two (proxy -> ingress -> model), with the same auth, limits and answers.
+actor call per request instead of two (proxy -> ingress -> model), with the same auth, limits and answers. When the
+private Ray serves one model, its application is the only one (route prefix /) and answers every route, gRPC too:
+no ingress replica (one Ray process fewer, idle or not).
 
 Built by Serve from serve_config.yaml (import_path infkit.serve.ray.app:model_app / :ingress_app with `args`), so
 the same file works with `serve deploy` and KubeRay."""
@@ -179,8 +181,49 @@ def _failed(exc: Exception) -> tuple[int, dict]:
     }
 
 
+class GrpcRoutes:
+    """TorchServe's gRPC inference service (Serve's gRPC proxy calls these by the RPC's name): Ping, and Predictions
+    through `self._infer(model, item, explain, content type, arrival)` for the models in `self.versions`."""
+
+    key: str | None
+    versions: dict
+    stubs_dir: str | None
+    _pb2 = None
+
+    @property
+    def pb2(self):
+        if self._pb2 is None:
+            from infkit.serve.core.grpc_client import generate_stubs
+
+            self._pb2, _ = generate_stubs(self.stubs_dir)
+        return self._pb2
+
+    def _grpc_authorized(self, grpc_context) -> bool:
+        metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+        return authorized(self.key, metadata.get("authorization"))
+
+    async def Ping(self, request, grpc_context=None):
+        return self.pb2.TorchServeHealthResponse(health=json.dumps({"status": "Healthy"}))
+
+    async def Predictions(self, request, grpc_context=None):
+        import grpc
+
+        if not self._grpc_authorized(grpc_context):
+            grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+            grpc_context.set_details(AUTH_FAILED["message"])
+            return self.pb2.PredictionResponse()
+        model = request.model_name
+        if model not in self.versions:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"Model not found: {model}")
+            return self.pb2.PredictionResponse()
+        item = {k: bytes(v) for k, v in request.input.items()}
+        _status, answer = await self._infer(model, item, False, None, time.time())
+        return self.pb2.PredictionResponse(prediction=json.dumps(answer).encode())
+
+
 @serve.deployment(name="InfkitModel", max_constructor_retry_count=1)
-class InfkitModel:
+class InfkitModel(GrpcRoutes):
     """One replica = one TorchServe worker: the archive unpacked, the Service loaded, batches through @serve.batch."""
 
     def __init__(
@@ -192,7 +235,8 @@ class InfkitModel:
         http: dict | None = None,
     ):
         """`http`: what answering the model's own /predictions/<model> route needs (key_file, max_request_size,
-        version, counters_dir); None: the model is reached through the ingress only."""
+        version, counters_dir; stubs_dir when it is the only application and answers gRPC too); None: the model is
+        reached through the ingress only."""
         from infkit.serve.core.runtime import cores_shared
         from infkit.serve.core.service import STAGE_METRICS, Service
 
@@ -228,6 +272,7 @@ class InfkitModel:
             raise RuntimeError(f"token auth is on but the key file {key_file} holds no inference key")
         self.versions = {name: str(http.get("version") or "1.0")}
         self.max_request_size = int(http.get("max_request_size") or 0)
+        self.stubs_dir = http.get("stubs_dir")
         self.served = _counter("ts_inference_requests", "requests answered")
         self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
         names = [REQUESTS, LATENCY, QUEUE, "InfkitRequests", "InfkitBatches", *STAGE_METRICS.values()]
@@ -235,10 +280,11 @@ class InfkitModel:
         self.stage_names = dict(STAGE_METRICS)
 
     async def __call__(self, request):
-        """The model's own route, /predictions/<model>[/<version>] (Serve's proxy sends it here directly)."""
-        return await answer_http(request, self.key, self.versions, self.max_request_size, self._answer)
+        """The model's own route, /predictions/<model>[/<version>] (Serve's proxy sends it here directly); every
+        route when this is the only application."""
+        return await answer_http(request, self.key, self.versions, self.max_request_size, self._infer)
 
-    async def _answer(self, model: str, item: Any, explain: bool, content_type: str | None, arrived: float):
+    async def _infer(self, model: str, item: Any, explain: bool, content_type: str | None, arrived: float):
         try:
             status, answer = await self.predict((item, explain, content_type, arrived))
         except Exception as exc:
@@ -305,7 +351,7 @@ def _error(status: int, kind: str, message: str):
 
 
 @serve.deployment(name="InfkitIngress", ray_actor_options={"num_cpus": 0})
-class InfkitIngress:
+class InfkitIngress(GrpcRoutes):
     """TorchServe's inference API: POST /predictions/<model>[/<version>], /explanations/<model>, GET /ping; the
     Bearer token of the key file; bodies over max_request_size answered 413; gRPC Ping and Predictions. (Each model's
     own application answers /predictions/<model> itself; what reaches the ingress is the rest.)"""
@@ -327,7 +373,6 @@ class InfkitIngress:
         self.versions = {m: str(info.get("version") or "1.0") for m, info in models.items()}
         self.max_request_size = int(max_request_size)
         self.stubs_dir = stubs_dir
-        self._pb2 = None
         self.served = _counter("ts_inference_requests", "requests answered")
         self.latency = _counter("ts_inference_latency_microseconds", "microseconds from arrival to answer")
         for model in self.models:
@@ -336,10 +381,6 @@ class InfkitIngress:
         replica = getattr(replicas, "replica_tag", None) or str(getattr(replicas, "replica_id", ""))
         # the same two counts kept current for the metrics port as well (Ray exports about once a second)
         self.live = LiveCounts(counters_dir, f"ingress-{replica}", self.models, [REQUESTS, LATENCY])
-
-    # -- HTTP --------------------------------------------------------------------------------------
-    def _authorized(self, header: str | None) -> bool:
-        return authorized(self.key, header)
 
     async def __call__(self, request):
         return await answer_http(request, self.key, self.versions, self.max_request_size, self._infer)
@@ -355,38 +396,6 @@ class InfkitIngress:
         self.served.inc(1, tags=tags)
         _add(self.latency, took_us, tags)
         return status, answer
-
-    # -- gRPC (Serve's gRPC proxy calls these by the RPC's name) -------------------------------------
-    @property
-    def pb2(self):
-        if self._pb2 is None:
-            from infkit.serve.core.grpc_client import generate_stubs
-
-            self._pb2, _ = generate_stubs(self.stubs_dir)
-        return self._pb2
-
-    def _grpc_authorized(self, grpc_context) -> bool:
-        metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
-        return self._authorized(metadata.get("authorization"))
-
-    async def Ping(self, request, grpc_context=None):
-        return self.pb2.TorchServeHealthResponse(health=json.dumps({"status": "Healthy"}))
-
-    async def Predictions(self, request, grpc_context=None):
-        import grpc
-
-        if not self._grpc_authorized(grpc_context):
-            grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
-            grpc_context.set_details(AUTH_FAILED["message"])
-            return self.pb2.PredictionResponse()
-        model = request.model_name
-        if model not in self.models:
-            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
-            grpc_context.set_details(f"Model not found: {model}")
-            return self.pb2.PredictionResponse()
-        item = {k: bytes(v) for k, v in request.input.items()}
-        _status, answer = await self._infer(model, item, False, None, time.time())
-        return self.pb2.PredictionResponse(prediction=json.dumps(answer).encode())
 
 
 def _too_large(size: int, limit: int):

@@ -217,14 +217,17 @@ def serve_config(
     `model_routes` (the private Ray): each model application answers its own /predictions/<model> route, one actor
     call per request instead of two; its gRPC calls then need bind/sitecustomize.py (INFKIT_RAY_GRPC_APP), since
     Serve's gRPC proxy wants an application name once several applications have routes. Off (a cluster, KubeRay):
-    everything goes through the ingress, and gRPC clients need no Serve metadata."""
+    everything goes through the ingress, and gRPC clients need no Serve metadata. With `model_routes` and one model,
+    that model's application is the only one: route prefix /, every route and gRPC answered by its replicas, and no
+    ingress application (one Ray worker process fewer, the ingress replica, about 1 % of a core idle)."""
     counters = str(Path(state_dir) / COUNTERS_DIR) if model_routes else None
+    alone = model_routes and len(specs) == 1
     apps = [
         {
             "name": model_app_name(s.name),
             "import_path": "infkit.serve.ray.app:model_app",
             # the model answers its own /predictions/<model> route: one actor call per request (see app.py)
-            "route_prefix": f"/predictions/{s.name}" if model_routes else None,
+            "route_prefix": "/" if alone else f"/predictions/{s.name}" if model_routes else None,
             "args": {
                 "name": s.name,
                 "archive": s.archive,
@@ -237,6 +240,7 @@ def serve_config(
                             "max_request_size": int(max_request_size),
                             "version": s.version,
                             "counters_dir": counters,
+                            **({"stubs_dir": str(Path(state_dir) / "grpc")} if alone else {}),
                         }
                     }
                     if model_routes
@@ -247,28 +251,29 @@ def serve_config(
         }
         for s in specs.values()
     ]
-    apps.append(
-        {
-            "name": INGRESS_APP,
-            "import_path": "infkit.serve.ray.app:ingress_app",
-            "route_prefix": "/",
-            "args": {
-                "models": {s.name: {"app": model_app_name(s.name), "version": s.version} for s in specs.values()},
-                "key_file": key_file,
-                "max_request_size": int(max_request_size),
-                "stubs_dir": str(Path(state_dir) / "grpc"),
-                **({"counters_dir": counters} if counters else {}),
-            },
-            "deployments": [
-                {
-                    "name": "InfkitIngress",
-                    "num_replicas": settings.ingress_replicas,
-                    "max_ongoing_requests": 1000,
-                    "ray_actor_options": {"num_cpus": 0},
-                }
-            ],
-        }
-    )
+    if not alone:
+        apps.append(
+            {
+                "name": INGRESS_APP,
+                "import_path": "infkit.serve.ray.app:ingress_app",
+                "route_prefix": "/",
+                "args": {
+                    "models": {s.name: {"app": model_app_name(s.name), "version": s.version} for s in specs.values()},
+                    "key_file": key_file,
+                    "max_request_size": int(max_request_size),
+                    "stubs_dir": str(Path(state_dir) / "grpc"),
+                    **({"counters_dir": counters} if counters else {}),
+                },
+                "deployments": [
+                    {
+                        "name": "InfkitIngress",
+                        "num_replicas": settings.ingress_replicas,
+                        "max_ongoing_requests": 1000,
+                        "ray_actor_options": {"num_cpus": 0},
+                    }
+                ],
+            }
+        )
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": http[0], "port": int(http[1])},

@@ -115,13 +115,16 @@ def deploy(address: str, config_path: Path, timeout: float, strict: bool) -> dic
     )
     apps = config["applications"]
     models = [a for a in apps if a["name"] != INGRESS_APP]
-    ingress = next(a for a in apps if a["name"] == INGRESS_APP)
+    ingress = next((a for a in apps if a["name"] == INGRESS_APP), None)
     client.deploy_apps(_schema({**config, "applications": models}))
     failed_apps = _wait(client, {a["name"] for a in models}, timeout, strict)
     failed = {name[len(MODEL_APP_PREFIX) :]: reason for name, reason in failed_apps.items()}
     running = [a for a in models if a["name"] not in failed_apps]
     if failed and (strict or not running):
         return {"running": [], "failed": failed}
+    if ingress is None:  # one model, whose application answers every route itself (config.serve_config)
+        client.wait_for_proxies_serving(wait_for_applications_running=True)
+        return {"running": [a["name"][len(MODEL_APP_PREFIX) :] for a in running], "failed": failed}
     served = ingress["args"]["models"]
     ingress = {**ingress, "args": {**ingress["args"], "models": {m: v for m, v in served.items() if m not in failed}}}
     final = {**config, "applications": [*running, ingress]}

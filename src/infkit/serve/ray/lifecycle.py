@@ -118,18 +118,24 @@ def haproxy_env(state_dir: Path, ports: dict, http_host: str) -> dict[str, str]:
 
 
 def ray_env(
-    state_dir: Path, settings: RaySettings, grpc: tuple[str, int] | None = None, ports: dict | None = None
+    state_dir: Path,
+    settings: RaySettings,
+    grpc: tuple[str, int] | None = None,
+    ports: dict | None = None,
+    grpc_app: str = INGRESS_APP,
 ) -> dict[str, str]:
     """The environment of every Ray process of ours: quiet, loopback, token auth, our gRPC stubs importable.
-    `grpc`: where Serve's gRPC proxy listens (serve.server.address, grpc_inference_port); `ports`: free loopback
-    ports for the metrics servers Ray otherwise puts on fixed ports (two private Rays would collide)."""
+    `grpc`: where Serve's gRPC proxy listens (serve.server.address, grpc_inference_port), and `grpc_app` the
+    application that answers gRPC calls naming none; `ports`: free loopback ports for the metrics servers Ray
+    otherwise puts on fixed ports (two private Rays would collide)."""
     stubs = str(Path(state_dir) / "grpc")
     path = os.environ.get("PYTHONPATH")
     extra = {}
     if grpc:
         extra = {"INFKIT_RAY_BIND": "127.0.0.1", "INFKIT_RAY_GRPC_HOST": grpc[0], "INFKIT_RAY_GRPC_PORT": str(grpc[1])}
-        # gRPC calls carry no Serve application name: they go to the ingress (bind/sitecustomize.py)
-        extra["INFKIT_RAY_GRPC_APP"] = INGRESS_APP
+        # gRPC calls carry no Serve application name: they go to the ingress, or to the only application
+        # (bind/sitecustomize.py)
+        extra["INFKIT_RAY_GRPC_APP"] = grpc_app
     if ports:
         extra["AUTOSCALER_METRIC_PORT"] = str(ports["autoscaler_metrics"])
         extra["DASHBOARD_METRIC_PORT"] = str(ports["dashboard_metrics"])
@@ -268,7 +274,9 @@ def start(
     counters = state_dir / COUNTERS_DIR  # the replicas' request counts (app.LiveCounts), fresh for this start
     shutil.rmtree(counters, ignore_errors=True)
     counters.mkdir(mode=0o700)
-    env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal)
+    names = [a["name"] for a in config["applications"]]
+    grpc_app = INGRESS_APP if INGRESS_APP in names else names[0]
+    env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal, grpc_app)
     shutil.rmtree(state_dir / HAPROXY_DIR, ignore_errors=True)
     if haproxy:
         (state_dir / HAPROXY_DIR).mkdir(mode=0o700)
