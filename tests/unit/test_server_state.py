@@ -165,3 +165,44 @@ def test_free_ports_do_not_follow_a_seeded_random_module():
     first = free_ports("127.0.0.1", keys)
     random.seed(12345)
     assert free_ports("127.0.0.1", keys) != first
+
+
+@pytest.mark.parametrize("ignores_term", [False, True], ids=["ends-on-SIGTERM", "needs-SIGKILL"])
+def test_terminate_escalates_to_sigkill_and_reaps_its_child(ignores_term):
+    """core.process.terminate, which both engines' stop use: SIGTERM first, SIGKILL only for what outlived the wait."""
+    from infkit.serve.core.process import terminate
+
+    code = "import signal, time\n" + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_term else "")
+    child = subprocess.Popen(
+        [sys.executable, "-c", code + "print('up', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE
+    )
+    assert child.stdout.readline() == b"up\n"  # its SIGTERM handler is in place
+    sent = []
+
+    def send(sig):
+        sent.append(sig)
+        child.send_signal(sig)
+        return True
+
+    def gone():
+        try:
+            return psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    t0 = time.monotonic()
+    assert terminate(send, gone, child.pid, timeout=1.0)
+    assert sent == ([15, 9] if ignores_term else [15])
+    assert time.monotonic() - t0 < (5 if ignores_term else 2)
+    with pytest.raises(psutil.NoSuchProcess):  # reaped, not left a zombie
+        psutil.Process(child.pid).status()
+
+
+def test_terminate_reports_what_survives_sigkill_and_stops_when_nothing_is_left():
+    from infkit.serve.core.process import terminate
+
+    assert terminate(lambda sig: False, lambda: False, None, timeout=0.1)  # nothing to signal: done
+    sent = []
+    t0 = time.monotonic()
+    assert not terminate(lambda sig: sent.append(sig) or True, lambda: False, None, timeout=0.2, kill_wait=0.3)
+    assert sent == [15, 9] and 0.5 <= time.monotonic() - t0 < 2

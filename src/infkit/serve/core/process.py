@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +96,30 @@ def running_state(state_dir: Path, judge=verdict) -> tuple[dict, None] | tuple[N
         message = forget(state_dir, state, why)
         return None, {"running": False, "crashed": why == "gone", "state_dir": str(state_dir), "message": message}
     return state, None
+
+
+def terminate(
+    send: Callable[[int], bool], gone: Callable[[], bool], child: int | None, timeout: float, kill_wait: float = 10.0
+) -> bool:
+    """SIGTERM, then up to `timeout` s for `gone()`; then SIGKILL and up to `kill_wait` s more. `send(sig)` signals
+    what is left (false: nothing was there to signal); `child`, when this process started the server, is reaped as it
+    ends. True once everything is gone; false if something survived SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_wait)):
+        if not send(sig):
+            return True
+        end = time.monotonic() + wait
+        while True:
+            if child:
+                try:  # reap our own child when stop runs in the process that started it
+                    os.waitpid(child, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            if gone():
+                return True
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.2)
+    return False
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, auth_header, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
 from infkit.serve.core.front import NGINX_FIX, find_nginx
-from infkit.serve.core.process import STATE_FILE, forget, group_tree, read_state, running_state, verdict
+from infkit.serve.core.process import STATE_FILE, forget, group_tree, read_state, running_state, terminate, verdict
 from infkit.serve.ray.config import (
     COUNTERS_DIR,
     INGRESS_APP,
@@ -486,27 +485,22 @@ def stop(state_dir: Path, timeout: float = 8.0):
     procs = our_processes(state, group=why == "ours")
     if why != "ours" and not procs:
         return Stopped(False, forget(state_dir, state, why))
+
     # Ray's workers (Serve's controller, proxy and replicas) run in sessions of their own: the whole tree is
     # signalled, each process checked to be the one found (psutil compares start times before signalling)
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+    def send(sig: int) -> bool:
         for p in procs:
             try:
                 p.send_signal(sig)
             except psutil.Error:
                 continue
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            try:  # reap our own child when stop runs in the process that started it
-                os.waitpid(int(state["pid"]), os.WNOHANG)
-            except ChildProcessError:
-                pass
-            procs = [p for p in procs if _alive(p)]
-            if not procs:
-                break
-            time.sleep(0.2)
-        if not procs:
-            break
-    else:
+        return bool(procs)
+
+    def gone() -> bool:
+        procs[:] = [p for p in procs if _alive(p)]
+        return not procs
+
+    if not terminate(send, gone, int(state["pid"] or 0) or None, timeout):
         raise InfkitError(f"processes {', '.join(str(p.pid) for p in procs)} survived SIGKILL; check `ps -p`")
     for folder in (REPLICA_TMP, HAPROXY_DIR):
         shutil.rmtree(state_dir / folder, ignore_errors=True)

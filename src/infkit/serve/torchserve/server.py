@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from infkit.serve.core.archives import check_models
 from infkit.serve.core.auth import KEY_FILE, read_keys
 from infkit.serve.core.config import ServerConfig, free_ports
 from infkit.serve.core.front import NGINX_FIX, find_nginx
-from infkit.serve.core.process import STATE_FILE, Stopped, forget, read_state, running_state, verdict
+from infkit.serve.core.process import STATE_FILE, Stopped, forget, read_state, running_state, terminate, verdict
 from infkit.serve.torchserve import logs
 from infkit.serve.torchserve.java import java_env
 from infkit.serve.torchserve.readiness import describe, wait_front, wait_ready
@@ -183,21 +182,15 @@ def stop(state_dir: Path, timeout: float = 30.0) -> Stopped:
     if why != "ours":  # nothing is signalled: it is not (or no longer) ours
         return Stopped(False, forget(state_dir, state, why))
     pgid = int(state["pgid"])
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+
+    def send(sig: int) -> bool:
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
-            break
-        end = time.monotonic() + wait
-        while time.monotonic() < end and verdict(state) == "ours":
-            try:  # reap our own child when stop runs in the process that started it
-                os.waitpid(int(state["pid"]), os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
-        if verdict(state) != "ours":
-            break
-    else:
+            return False
+        return True
+
+    if not terminate(send, lambda: verdict(state) != "ours", int(state["pid"]), timeout):
         raise InfkitError(f"processes of group {pgid} survived SIGKILL; check `ps -g {pgid}`")
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return Stopped(True, "TorchServe stopped")
