@@ -461,10 +461,12 @@ def our_processes(state: dict, group: bool = True) -> list[psutil.Process]:
     return [p for p in found.values() if _alive(p)]
 
 
-def stop(state_dir: Path, timeout: float = 8.0):
-    """Stop what start started from state_dir: the private Ray's whole process group (SIGTERM, then SIGKILL), or
-    on an existing cluster our applications only. A state naming a process infkit did not start is removed and
-    nothing is signalled."""
+def stop(state_dir: Path, timeout: float = 2.0):
+    """Stop what start started from state_dir: the private Ray's whole process group (SIGTERM, then SIGKILL after
+    `timeout` s), or on an existing cluster our applications only. A state naming a process infkit did not start is
+    removed and nothing is signalled. (SIGTERM ends nginx, the raylet's agents and the replicas at once, but Ray's
+    head, GCS, Serve's controller, proxy and HAProxyManager were all still running 10 s after it: a longer wait
+    only delays the SIGKILL. A private Ray keeps nothing that a SIGKILL loses.)"""
     from infkit.serve.core.process import Stopped
 
     state_dir = Path(state_dir)
