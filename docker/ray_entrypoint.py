@@ -25,6 +25,8 @@ START = [
     "serve.server.inference_port=8080",
     "serve.server.grpc_inference_port=7070",
     "serve.server.metrics_port=8082",
+    # the ingress answers /ping at once, also while the model replicas are saturated (the HEALTHCHECK waits 4 s)
+    "serve.ray.ingress_replicas=1",
 ]
 
 

@@ -111,8 +111,26 @@ def test_serve_config_is_a_valid_serve_deploy_schema(tmp_path):
     )
     assert [(a["name"], a["route_prefix"]) for a in alone["applications"]] == [("infkit-m", "/")]
     assert alone["applications"][0]["args"]["http"]["stubs_dir"] == "/s/grpc"
+    # unless ingress replicas are asked for (the infkit:ray-onnx image does: /ping answered beside saturated replicas)
+    kept = rc.serve_config(
+        specs,
+        rc.RaySettings(ingress_replicas=1),
+        ("127.0.0.1", 8080),
+        7070,
+        "/s/key_file.json",
+        1000,
+        "/s",
+        model_routes=True,
+    )
+    assert [(a["name"], a["route_prefix"]) for a in kept["applications"]] == [
+        ("infkit-m", "/predictions/m"),
+        ("infkit", "/"),
+    ]
+    assert kept["applications"][1]["deployments"][0]["num_replicas"] == 1
+    with pytest.raises(InfkitError, match="ingress_replicas"):
+        rc.RaySettings.from_mapping({"ingress_replicas": 0})
     schema = pytest.importorskip("ray.serve.schema")
-    for config in (cfg, alone, cluster):
+    for config in (cfg, alone, kept, cluster):
         path = rc.write_serve_config(tmp_path, config)
         assert yaml.safe_load(path.read_text()) == config
         schema.ServeDeploySchema.model_validate(config)  # what `serve deploy` and KubeRay's serveConfigV2 accept

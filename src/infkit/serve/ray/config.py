@@ -54,8 +54,9 @@ class RaySettings:
     metrics_report_ms: int = 1000
     #: requests one model replica holds at once (queued for a batch plus running); null: 2 x batchSize
     max_ongoing_requests: int | None = None
-    #: the ingress replicas (HTTP/gRPC routing, auth, limits; no model)
-    ingress_replicas: int = 1
+    #: the ingress replicas (HTTP/gRPC routing, auth, limits; no model); null: 1, or none when the private Ray serves
+    #: one model (its application answers every route; /ping then waits behind predictions in the replicas' queue)
+    ingress_replicas: int | None = None
     #: NeuronCores the machine offers to Ray (private Ray only); null: serve.neuron.cores
     neuron_cores: int | None = None
     #: extra custom resources each model replica asks for, e.g. {"node_a": 1}: placement on chosen nodes
@@ -86,8 +87,8 @@ class RaySettings:
             raise InfkitError(f"serve.ray.ingress={out.ingress!r}; choose {' or '.join(INGRESSES)}")
         if out.object_store_mb < 64:
             raise InfkitError(f"serve.ray.object_store_mb={out.object_store_mb}; Ray needs 64 or more (default 128)")
-        if out.ingress_replicas < 1 or out.metrics_report_ms < 100:
-            raise InfkitError("serve.ray.ingress_replicas must be >= 1 and serve.ray.metrics_report_ms >= 100")
+        if (out.ingress_replicas is not None and out.ingress_replicas < 1) or out.metrics_report_ms < 100:
+            raise InfkitError("serve.ray.ingress_replicas must be >= 1 or null and serve.ray.metrics_report_ms >= 100")
         return out
 
     def as_dict(self) -> dict:
@@ -219,9 +220,10 @@ def serve_config(
     Serve's gRPC proxy wants an application name once several applications have routes. Off (a cluster, KubeRay):
     everything goes through the ingress, and gRPC clients need no Serve metadata. With `model_routes` and one model,
     that model's application is the only one: route prefix /, every route and gRPC answered by its replicas, and no
-    ingress application (one Ray worker process fewer, the ingress replica, about 1 % of a core idle)."""
+    ingress application (one Ray worker process fewer, the ingress replica, about 1 % of a core idle), unless
+    serve.ray.ingress_replicas asks for ingress replicas."""
     counters = str(Path(state_dir) / COUNTERS_DIR) if model_routes else None
-    alone = model_routes and len(specs) == 1
+    alone = model_routes and len(specs) == 1 and settings.ingress_replicas is None
     apps = [
         {
             "name": model_app_name(s.name),
@@ -267,7 +269,7 @@ def serve_config(
                 "deployments": [
                     {
                         "name": "InfkitIngress",
-                        "num_replicas": settings.ingress_replicas,
+                        "num_replicas": settings.ingress_replicas or 1,
                         "max_ongoing_requests": 1000,
                         "ray_actor_options": {"num_cpus": 0},
                     }

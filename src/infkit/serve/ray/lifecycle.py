@@ -275,11 +275,6 @@ def start(
     counters.mkdir(mode=0o700)
     names = [a["name"] for a in config["applications"]]
     grpc_app = INGRESS_APP if INGRESS_APP in names else names[0]
-    if grpc_app != INGRESS_APP and settings.ingress_replicas != 1:
-        log(
-            f"note: serve.ray.ingress_replicas={settings.ingress_replicas} does not apply: with one model its own "
-            "application answers every route and no ingress runs"
-        )
     env = ray_env(state_dir, settings, (server.address, server.grpc_inference_port), internal, grpc_app)
     shutil.rmtree(state_dir / HAPROXY_DIR, ignore_errors=True)
     if haproxy:
