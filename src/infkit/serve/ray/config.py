@@ -223,6 +223,7 @@ def serve_config(
     ingress application (one Ray worker process fewer, the ingress replica, about 1 % of a core idle), unless
     serve.ray.ingress_replicas asks for ingress replicas."""
     counters = str(Path(state_dir) / COUNTERS_DIR) if model_routes else None
+    stubs = str(Path(state_dir) / "grpc")
     alone = model_routes and len(specs) == 1 and settings.ingress_replicas is None
     apps = [
         {
@@ -242,7 +243,7 @@ def serve_config(
                             "max_request_size": int(max_request_size),
                             "version": s.version,
                             "counters_dir": counters,
-                            **({"stubs_dir": str(Path(state_dir) / "grpc")} if alone else {}),
+                            **({"stubs_dir": stubs} if alone else {}),
                         }
                     }
                     if model_routes
@@ -263,7 +264,7 @@ def serve_config(
                     "models": {s.name: {"app": model_app_name(s.name), "version": s.version} for s in specs.values()},
                     "key_file": key_file,
                     "max_request_size": int(max_request_size),
-                    "stubs_dir": str(Path(state_dir) / "grpc"),
+                    "stubs_dir": stubs,
                     **({"counters_dir": counters} if counters else {}),
                 },
                 "deployments": [

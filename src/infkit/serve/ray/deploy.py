@@ -122,17 +122,15 @@ def deploy(address: str, config_path: Path, timeout: float, strict: bool) -> dic
     running = [a for a in models if a["name"] not in failed_apps]
     if failed and (strict or not running):
         return {"running": [], "failed": failed}
-    if ingress is None:  # one model, whose application answers every route itself (config.serve_config)
-        client.wait_for_proxies_serving(wait_for_applications_running=True)
-        return {"running": [a["name"][len(MODEL_APP_PREFIX) :] for a in running], "failed": failed}
-    served = ingress["args"]["models"]
-    ingress = {**ingress, "args": {**ingress["args"], "models": {m: v for m, v in served.items() if m not in failed}}}
-    final = {**config, "applications": [*running, ingress]}
-    write_serve_config(config_path.parent, final)
-    client.deploy_apps(_schema(final))  # declarative: the failed model applications are deleted by this
-    failed_ingress = _wait(client, {INGRESS_APP}, timeout, True)
-    if failed_ingress:
-        raise RuntimeError(f"the ingress application did not start: {failed_ingress[INGRESS_APP]}")
+    if ingress is not None:  # None: one model, whose application answers every route itself (config.serve_config)
+        served = ingress["args"]["models"]
+        models_left = {m: v for m, v in served.items() if m not in failed}
+        final = {**config, "applications": [*running, {**ingress, "args": {**ingress["args"], "models": models_left}}]}
+        write_serve_config(config_path.parent, final)
+        client.deploy_apps(_schema(final))  # declarative: the failed model applications are deleted by this
+        failed_ingress = _wait(client, {INGRESS_APP}, timeout, True)
+        if failed_ingress:
+            raise RuntimeError(f"the ingress application did not start: {failed_ingress[INGRESS_APP]}")
     client.wait_for_proxies_serving(wait_for_applications_running=True)
     return {"running": [a["name"][len(MODEL_APP_PREFIX) :] for a in running], "failed": failed}
 

@@ -497,7 +497,7 @@ def stop(state_dir: Path, timeout: float = 2.0):
         procs[:] = [p for p in procs if _alive(p)]
         return not procs
 
-    if not terminate(send, gone, int(state["pid"] or 0) or None, timeout):
+    if not terminate(send, gone, int(state["pid"]), timeout):
         raise InfkitError(f"processes {', '.join(str(p.pid) for p in procs)} survived SIGKILL; check `ps -p`")
     for folder in (REPLICA_TMP, HAPROXY_DIR):
         shutil.rmtree(state_dir / folder, ignore_errors=True)
