@@ -220,7 +220,7 @@ def serve_config(
     Serve's gRPC proxy wants an application name once several applications have routes. Off (a cluster, KubeRay):
     everything goes through the ingress, and gRPC clients need no Serve metadata. With `model_routes` and one model,
     that model's application is the only one: route prefix /, every route and gRPC answered by its replicas, and no
-    ingress application (one Ray worker process fewer, the ingress replica, about 1 % of a core idle), unless
+    ingress application (one Ray worker process fewer, the ingress replica: about 160 MiB), unless
     serve.ray.ingress_replicas asks for ingress replicas."""
     counters = str(Path(state_dir) / COUNTERS_DIR) if model_routes else None
     stubs = str(Path(state_dir) / "grpc")
